@@ -1,0 +1,3 @@
+"""TokenHub: an LLM routing gateway."""
+
+__version__ = "0.1.0"
