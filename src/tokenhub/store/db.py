@@ -1,0 +1,128 @@
+"""The database handle: one async engine, SQLite tuning, programmatic migrations.
+
+The same code serves the embedded default (SQLite in WAL mode under the data directory)
+and the distributed deployment (PostgreSQL through asyncpg); only the URL differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Any constant works: it only has to be the same in every replica.
+_MIGRATION_LOCK_ID = 0x70CE_4B0B
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+class Database:
+    """An async SQLAlchemy engine for ``url``, created by ``start`` and disposed by ``close``.
+
+    ``url`` is a SQLAlchemy async URL, as ``Settings.database_url`` produces:
+    ``sqlite+aiosqlite:///abs/path.db`` or ``postgresql+asyncpg://user@host/db``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("Database.start() has not been called")
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """The backend name: ``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    async def start(self) -> None:
+        """Create the engine (and, for SQLite, the file's parent directory)."""
+        if self._engine is not None:
+            return
+        url = make_url(self.url)
+        if url.get_backend_name() == "sqlite":
+            _make_parent_dir(url.database)
+        engine = create_async_engine(url)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine.sync_engine, "connect", _apply_sqlite_pragmas)
+        self._engine = engine
+
+    async def migrate(self) -> None:
+        """Upgrade the schema to the newest revision; a no-op when already there."""
+        async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Replicas starting together must not run the same migration twice.
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK_ID)))
+            await conn.run_sync(_upgrade_head)
+
+    async def close(self) -> None:
+        """Dispose of the engine and its pooled connections."""
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+
+def upsert(
+    dialect: str,
+    table: sa.Table,
+    values: Mapping[str, Any],
+    *,
+    keep: Iterable[str] = (),
+) -> sa.Insert:
+    """``INSERT .. ON CONFLICT (primary key) DO UPDATE`` for ``dialect``.
+
+    Every column in ``values`` except the primary key and ``keep`` (e.g. ``created_at``)
+    is overwritten on conflict. The statement is atomic on both backends, so concurrent
+    upserts of one key end with one row.
+    """
+    keys = [c.name for c in table.primary_key.columns]
+    frozen = set(keys) | set(keep)
+    if dialect == "postgresql":
+        pg_stmt = postgresql.insert(table).values(dict(values))
+        changes = {k: pg_stmt.excluded[k] for k in values if k not in frozen}
+        return pg_stmt.on_conflict_do_update(index_elements=keys, set_=changes)
+    if dialect == "sqlite":
+        lite_stmt = sqlite.insert(table).values(dict(values))
+        changes = {k: lite_stmt.excluded[k] for k in values if k not in frozen}
+        return lite_stmt.on_conflict_do_update(index_elements=keys, set_=changes)
+    raise ValueError(f"upsert is not supported on the {dialect!r} backend")
+
+
+def _make_parent_dir(database: str | None) -> None:
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Runs for every new pooled connection: these pragmas are per connection
+    # (except journal_mode, which is stored in the file but cheap to repeat).
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _upgrade_head(conn: Connection) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")
