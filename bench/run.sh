@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# TokenHub load bench: nginx as a mock OpenAI upstream, TokenHub in front of it, wrk and
+# an aiohttp client as load. Everything listens on 127.0.0.1 and lives in a temp dir.
+#
+# Options (environment):
+#   BENCH_DURATION=10s       length of each wrk run
+#   BENCH_SKIP_INSTALL=1     never apt-get install nginx-light / wrk
+#   BENCH_DIRECT_ONLY=1      measure nginx alone (no TokenHub)
+#   BENCH_TTFT_N=200         sequential streams for time to first content
+#   BENCH_API_KEY=...        bearer token sent to TokenHub (when client keys are enforced)
+#   BENCH_UPDATE_README=1    also write the table into bench/README.md
+#   BENCH_KEEP=1             keep the temp dir (configs, logs, raw results)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+PY=${BENCH_PYTHON:-$ROOT/.venv/bin/python}
+TOKENHUB=${BENCH_TOKENHUB:-$ROOT/.venv/bin/tokenhub}
+DURATION=${BENCH_DURATION:-10s}
+TTFT_N=${BENCH_TTFT_N:-200}
+export BENCH_API_KEY=${BENCH_API_KEY:-}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenhub-bench.XXXXXX")
+RESULTS="$WORK/results"
+mkdir -p "$RESULTS"
+NGINX_PID=""
+TH_PID=""
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'bench: FAILED: %s\n' "$*" >&2; exit 1; }
+
+stop_pid() {
+    local pid=$1 i
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    stop_pid "$TH_PID"
+    stop_pid "$NGINX_PID"
+    if [[ ${BENCH_KEEP:-0} != 0 ]]; then
+        log "temp dir kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+find_bin() {
+    command -v "$1" 2>/dev/null && return
+    [[ -x /usr/sbin/$1 ]] && echo "/usr/sbin/$1" && return
+    return 0
+}
+
+# Install nginx-light and wrk when missing. A temporary policy-rc.d (the container
+# convention) stops the package from starting the system nginx on 0.0.0.0:80: this rig
+# only ever listens on loopback.
+install_tools() {
+    local sudo="" policy=/usr/sbin/policy-rc.d added=0 rc=0
+    [[ $(id -u) == 0 ]] || sudo=sudo
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+        $sudo chmod 755 "$policy"
+        added=1
+    fi
+    log "installing nginx-light and wrk"
+    $sudo apt-get update -q || rc=$?
+    if [[ $rc == 0 ]]; then
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk || rc=$?
+    fi
+    [[ $added == 1 ]] && $sudo rm -f "$policy"
+    return "$rc"
+}
+
+ensure_tools() {
+    NGINX=$(find_bin nginx)
+    WRK=$(find_bin wrk)
+    if [[ -z $NGINX || -z $WRK ]]; then
+        [[ ${BENCH_SKIP_INSTALL:-0} != 0 ]] && die "nginx or wrk missing and BENCH_SKIP_INSTALL is set"
+        install_tools || die "apt-get install nginx-light wrk failed"
+        NGINX=$(find_bin nginx)
+        WRK=$(find_bin wrk)
+    fi
+    [[ -n $NGINX && -n $WRK ]] || die "nginx or wrk still missing after install"
+    [[ -x $PY ]] || die "$PY not found: run 'make bench' (it creates .venv) or set BENCH_PYTHON"
+}
+
+free_port() { "$PY" "$BENCH/load.py" port; }
+
+start_nginx() {
+    local dir="$WORK/nginx" user=""
+    NGINX_PORT=$(free_port)
+    mkdir -p "$dir/tmp"
+    # As root, nginx workers would switch to "nobody"; keep them as the current user.
+    [[ $(id -u) == 0 ]] && user="user $(id -un) $(id -gn);"
+    sed -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$NGINX_PORT|g" -e "s|@USER@|$user|" \
+        "$BENCH/nginx/mock.conf.in" >"$dir/nginx.conf"
+    "$NGINX" -t -q -p "$dir" -c "$dir/nginx.conf" -e stderr || die "nginx config test failed"
+    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e stderr 2>"$dir/stderr" &
+    NGINX_PID=$!
+    if ! "$PY" "$BENCH/load.py" wait "http://127.0.0.1:$NGINX_PORT/v1/models" --timeout 10; then
+        cat "$dir/stderr" >&2
+        die "nginx did not answer on 127.0.0.1:$NGINX_PORT"
+    fi
+    log "nginx mock upstream on 127.0.0.1:$NGINX_PORT (pid $NGINX_PID)"
+}
+
+write_credentials() {
+    local file=$1 up="http://127.0.0.1:$NGINX_PORT"
+    (umask 077 && cat >"$file" <<EOF
+{"providers": [
+  {"id": "bench", "type": "openai", "base_url": "$up", "api_key": "sk-bench"},
+  {"id": "bench-stream", "type": "openai", "base_url": "$up/stream", "api_key": "sk-bench"}],
+ "models": [
+  {"id": "bench-model", "provider_id": "bench", "weight": 5, "max_context_tokens": 32000,
+   "input_per_1k": 0.001, "output_per_1k": 0.002},
+  {"id": "bench-stream-model", "provider_id": "bench-stream", "upstream_id": "bench-model",
+   "weight": 5, "max_context_tokens": 32000, "input_per_1k": 0.001, "output_per_1k": 0.002}]}
+EOF
+    )
+    chmod 600 "$file"
+}
+
+start_tokenhub() {
+    local dir="$WORK/tokenhub" unset_args=() v
+    TH_PORT=$(free_port)
+    mkdir -p "$dir/data"
+    write_credentials "$dir/credentials"
+    # The caller's own TOKENHUB_* settings must not leak into the measured process.
+    for v in $(compgen -e | grep '^TOKENHUB_' || true); do unset_args+=(-u "$v"); done
+    env "${unset_args[@]}" \
+        TOKENHUB_LISTEN_ADDR="127.0.0.1:$TH_PORT" \
+        TOKENHUB_DATA_DIR="$dir/data" \
+        TOKENHUB_CREDENTIALS_FILE="$dir/credentials" \
+        TOKENHUB_LOG_LEVEL=warning \
+        TOKENHUB_DEMO=false \
+        "$TOKENHUB" >"$dir/stdout" 2>"$dir/stderr" &
+    TH_PID=$!
+    if ! "$PY" "$BENCH/load.py" wait "http://127.0.0.1:$TH_PORT/healthz" --timeout 30 \
+        || ! kill -0 "$TH_PID" 2>/dev/null; then
+        printf -- '--- TokenHub stderr ---\n' >&2
+        cat "$dir/stderr" "$dir/stdout" >&2
+        die "TokenHub did not answer GET /healthz with 200 within 30 s"
+    fi
+    log "TokenHub on 127.0.0.1:$TH_PORT (pid $TH_PID)"
+}
+
+# run_wrk NAME CONNECTIONS THREADS URL [DURATION]: one wrk run, its BENCH line kept.
+run_wrk() {
+    local name=$1 conns=$2 threads=$3 url=$4 dur=${5:-$DURATION} out
+    out="$RESULTS/$name.txt"
+    "$WRK" -t"$threads" -c"$conns" -d"$dur" --latency -s "$BENCH/post.lua" "$url" >"$out" 2>&1 \
+        || { cat "$out" >&2; die "wrk $name failed"; }
+    grep '^BENCH ' "$out" >&2 || { cat "$out" >&2; die "wrk $name printed no result"; }
+}
+
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+measure_direct() {
+    local url="http://127.0.0.1:$NGINX_PORT/v1/chat/completions"
+    log "direct: warm-up, then c=1, c=8, c=64 for $DURATION each"
+    run_wrk warm_direct 8 2 "$url" 2s
+    run_wrk direct_c1 1 1 "$url"
+    run_wrk direct_c8 8 2 "$url"
+    run_wrk direct_c64 64 2 "$url"
+}
+
+measure_gateway() {
+    local base="http://127.0.0.1:$TH_PORT" url before after reqs hz
+    url="$base/v1/chat/completions"
+    "$PY" "$BENCH/load.py" check "$url" --api-key "$BENCH_API_KEY" >&2 \
+        || die "a plain request through TokenHub failed (see above)"
+    "$PY" "$BENCH/load.py" check "$url" --stream --model bench-stream-model \
+        --api-key "$BENCH_API_KEY" >&2 || die "a streaming request through TokenHub failed"
+    log "through TokenHub: warm-up, then c=1, c=8, c=64 for $DURATION each"
+    run_wrk warm_gw 8 2 "$url" 2s
+    run_wrk gw_c1 1 1 "$url"
+    run_wrk gw_c8 8 2 "$url"
+    before=$(cpu_ticks "$TH_PID")
+    run_wrk gw_c64 64 2 "$url"
+    after=$(cpu_ticks "$TH_PID")
+    reqs=$(sed -n 's/^BENCH requests=\([0-9]*\).*/\1/p' "$RESULTS/gw_c64.txt")
+    hz=$(getconf CLK_TCK)
+    awk -v b="$before" -v a="$after" -v n="$reqs" -v hz="$hz" \
+        'BEGIN { printf "BENCH cpu_ticks=%d cpu_ms_per_req=%.4f\n", a - b, (a - b) * 1000 / hz / n }' \
+        | tee "$RESULTS/gw_cpu.txt" >&2
+    awk '/^VmRSS/ { r = $2 } /^VmHWM/ { h = $2 } END { printf "BENCH rss_kb=%d hwm_kb=%d\n", r, h }' \
+        "/proc/$TH_PID/status" | tee "$RESULTS/gw_rss.txt" >&2
+    log "streaming: $TTFT_N sequential requests, time to first content delta"
+    "$PY" "$BENCH/load.py" ttft "$url" --model bench-stream-model -n "$TTFT_N" \
+        --api-key "$BENCH_API_KEY" | tee "$RESULTS/gw_ttft.txt" >&2 \
+        || die "streaming time-to-first-content run failed"
+}
+
+report() {
+    local args=("$RESULTS" --out "$BENCH/results/latest.md" --duration "$DURATION" --ttft-n "$TTFT_N")
+    [[ ${BENCH_UPDATE_README:-0} != 0 ]] && args+=(--readme "$BENCH/README.md")
+    rm -rf "$BENCH/results/raw"
+    mkdir -p "$BENCH/results/raw"
+    cp "$RESULTS"/*.txt "$BENCH/results/raw/"
+    echo
+    "$PY" "$BENCH/load.py" report "${args[@]}"
+    log "written to bench/results/latest.md"
+}
+
+main() {
+    cd "$ROOT"
+    ensure_tools
+    start_nginx
+    measure_direct
+    if [[ ${BENCH_DIRECT_ONLY:-0} == 0 ]]; then
+        start_tokenhub
+        measure_gateway
+    fi
+    report
+}
+
+# Sourcing this file (for ad-hoc runs) defines the functions without running the bench.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi

@@ -1,0 +1,208 @@
+"""The control plane: every change to providers, models and routing configuration.
+
+Admin routes and start-up bootstrap go through here so that the store, the in-memory
+catalog the router reads, and the credential seam always change together: the store
+first (the source of truth), then the catalog (what the next request sees).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from tokenhub.credentials import CredentialsFile
+from tokenhub.demo import DEMO_PROVIDER_ID, demo_models, demo_provider
+from tokenhub.errors import BadRequest, NotFound, Unprocessable, UpstreamFailed
+from tokenhub.errors import ProviderError
+from tokenhub.providers.registry import ADAPTER_TYPES
+from tokenhub.routing.catalog import Catalog
+from tokenhub.routing.config import RoutingConfig
+from tokenhub.routing.engine import RoutingEngine
+from tokenhub.store.models import ModelRepo
+from tokenhub.store.providers import ProviderRepo
+from tokenhub.store.settings import SettingsRepo
+from tokenhub.types import ModelConfig, ProviderConfig
+
+log = logging.getLogger("tokenhub.control")
+
+ROUTING_CONFIG_KEY = "routing_config"
+DISCOVERED_WEIGHT = 5
+
+
+class CredentialStore:
+    """Provider API keys, in memory. The one seam adapters read keys through; the
+    encrypted vault replaces what sits behind it, not its callers."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, str] = {}
+
+    def lookup(self, provider_id: str) -> str | None:
+        return self._keys.get(provider_id)
+
+    def put(self, provider_id: str, key: str) -> None:
+        self._keys[provider_id] = key
+
+    def drop(self, provider_id: str) -> None:
+        self._keys.pop(provider_id, None)
+
+    def has(self, provider_id: str) -> bool:
+        return provider_id in self._keys
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        *,
+        providers: ProviderRepo,
+        models: ModelRepo,
+        kv: SettingsRepo,
+        catalog: Catalog,
+        engine: RoutingEngine,
+        credentials: CredentialStore,
+    ) -> None:
+        self.providers = providers
+        self.models = models
+        self.kv = kv
+        self.catalog = catalog
+        self.engine = engine
+        self.credentials = credentials
+
+    # -- start-up -------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Fill the catalog from the store and the routing config from its row."""
+        stored = await self.kv.get(ROUTING_CONFIG_KEY)
+        if stored:
+            try:
+                self.engine.config = RoutingConfig.from_dict(stored)
+            except ValueError as exc:
+                log.warning("stored routing config ignored: %s", exc)
+        for p in await self.providers.list():
+            await self.catalog.set_provider(p)
+        for m in await self.models.list():
+            if m.provider_id in self.catalog.providers:
+                self.catalog.set_model(m)
+
+    async def import_credentials(self, creds: CredentialsFile) -> None:
+        """Upsert what the credentials file declares (idempotent at every start)."""
+        for key_owner, key in creds.api_keys.items():
+            self.credentials.put(key_owner, key)
+        for p in creds.providers:
+            await self.providers.upsert(p)
+            await self.catalog.set_provider(p)
+        for m in creds.models:
+            if m.provider_id not in self.catalog.providers:
+                log.warning("credentials file: model %s names unknown provider", m.id)
+                continue
+            await self.models.upsert(m)
+            self.catalog.set_model(m)
+        for p in creds.providers:
+            if p.autoload_models and p.enabled:
+                try:
+                    await self.discover(p.id, register=True)
+                except UpstreamFailed as exc:
+                    log.warning("model discovery for %s failed: %s", p.id, exc.message)
+
+    async def register_demo_if_empty(self) -> bool:
+        if self.catalog.providers:
+            return False
+        await self.catalog.set_provider(demo_provider())
+        for m in demo_models():
+            self.catalog.set_model(m)
+        log.info("no provider configured: serving the demo mock models")
+        return True
+
+    # -- providers ------------------------------------------------------------------
+
+    async def put_provider(self, cfg: ProviderConfig, api_key: str | None) -> ProviderConfig:
+        if cfg.type not in ADAPTER_TYPES:
+            raise Unprocessable(
+                f"type: unknown provider type {cfg.type!r} (one of {', '.join(ADAPTER_TYPES)})"
+            )
+        if cfg.id == DEMO_PROVIDER_ID:
+            raise Unprocessable(f"id: {DEMO_PROVIDER_ID!r} is reserved for the demo provider")
+        if api_key:
+            self.credentials.put(cfg.id, api_key)
+        await self.providers.upsert(cfg)
+        await self._retire_demo()
+        await self.catalog.set_provider(cfg)
+        for m in await self.models.list_for_provider(cfg.id):
+            self.catalog.set_model(m)
+        return cfg
+
+    async def patch_provider(self, provider_id: str, changes: dict[str, Any]) -> ProviderConfig:
+        current = await self.providers.get(provider_id)
+        if current is None:
+            raise NotFound(f"provider {provider_id!r} not found")
+        api_key = changes.pop("api_key", None)
+        if "base_url" in changes:
+            changes["base_urls"] = _urls(changes.pop("base_url"))
+        return await self.put_provider(replace(current, **changes), api_key)
+
+    async def delete_provider(self, provider_id: str) -> None:
+        if not await self.providers.delete(provider_id):
+            raise NotFound(f"provider {provider_id!r} not found")
+        self.credentials.drop(provider_id)
+        await self.catalog.remove_provider(provider_id)
+
+    async def discover(self, provider_id: str, *, register: bool) -> dict[str, Any]:
+        adapter = self.catalog.adapter(provider_id)
+        if adapter is None:
+            raise NotFound(f"provider {provider_id!r} not found")
+        try:
+            found = await adapter.list_models()
+        except ProviderError as exc:
+            raise UpstreamFailed(f"discovery failed: {exc.message}") from None
+        added: list[str] = []
+        if register:
+            for mid in found:
+                if mid in self.catalog.models:
+                    continue
+                model = ModelConfig(id=mid, provider_id=provider_id, weight=DISCOVERED_WEIGHT)
+                await self.models.upsert(model)
+                self.catalog.set_model(model)
+                added.append(mid)
+        return {"provider_id": provider_id, "models": found, "registered": added}
+
+    # -- models ---------------------------------------------------------------------
+
+    async def put_model(self, model: ModelConfig) -> ModelConfig:
+        if model.provider_id not in self.catalog.providers:
+            raise Unprocessable(f"provider_id: unknown provider {model.provider_id!r}")
+        if model.provider_id == DEMO_PROVIDER_ID:
+            raise Unprocessable("provider_id: the demo provider's models are built in")
+        await self.models.upsert(model)
+        self.catalog.set_model(model)
+        return model
+
+    async def patch_model(self, model_id: str, changes: dict[str, Any]) -> ModelConfig:
+        current = await self.models.get(model_id)
+        if current is None:
+            raise NotFound(f"model {model_id!r} not found")
+        return await self.put_model(replace(current, **changes))
+
+    async def delete_model(self, model_id: str) -> None:
+        if not await self.models.delete(model_id):
+            raise NotFound(f"model {model_id!r} not found")
+        self.catalog.remove_model(model_id)
+
+    # -- routing config -------------------------------------------------------------
+
+    async def put_routing_config(self, changes: dict[str, Any]) -> RoutingConfig:
+        try:
+            cfg = self.engine.config.updated(changes)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        await self.kv.put(ROUTING_CONFIG_KEY, cfg.to_dict())
+        self.engine.config = cfg
+        return cfg
+
+    async def _retire_demo(self) -> None:
+        """The demo models step aside as soon as a real provider exists."""
+        if DEMO_PROVIDER_ID in self.catalog.providers:
+            await self.catalog.remove_provider(DEMO_PROVIDER_ID)
+
+
+def _urls(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
