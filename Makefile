@@ -23,6 +23,8 @@ run: $(STAMP)
 	$(BIN)/tokenhub
 
 test: $(TEST_STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest tests
 
 lint: $(TEST_STAMP)

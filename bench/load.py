@@ -39,11 +39,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_healthy(url: str, within_s: float) -> bool:
-    """True once GET ``url`` answers 200, False when ``within_s`` seconds pass first."""
+def alive(pid: int | None) -> bool:
+    """Whether process ``pid`` still exists (always True when no pid is given)."""
+    if pid is None:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has exited already
+
+
+async def wait_healthy(url: str, within_s: float, pid: int | None = None) -> bool:
+    """True once GET ``url`` answers 200; False after ``within_s`` s or when ``pid`` exits."""
     deadline = time.monotonic() + within_s
     async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and alive(pid):
             try:
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
                     if r.status == 200:
@@ -323,6 +334,7 @@ def _parser() -> argparse.ArgumentParser:
     w = sub.add_parser("wait")
     w.add_argument("url")
     w.add_argument("--timeout", type=float, default=30)
+    w.add_argument("--pid", type=int, help="give up early when this process exits")
     for name in ("check", "ttft"):
         c = sub.add_parser(name)
         c.add_argument("url")
@@ -345,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "port":
         print(free_port())
     elif args.cmd == "wait":
-        return 0 if asyncio.run(wait_healthy(args.url, args.timeout)) else 1
+        return 0 if asyncio.run(wait_healthy(args.url, args.timeout, args.pid)) else 1
     elif args.cmd == "check":
         print(asyncio.run(check(args.url, args.model, args.stream, args.api_key)))
     elif args.cmd == "ttft":

@@ -29,15 +29,16 @@ TH_PID=""
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'bench: FAILED: %s\n' "$*" >&2; exit 1; }
 
+# stop_pid PID: TERM the process group PID leads (started with setsid), KILL after 5 s.
 stop_pid() {
     local pid=$1 i
     [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 50); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    kill -KILL "$pid" 2>/dev/null || true
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 }
 
@@ -105,9 +106,10 @@ start_nginx() {
     sed -e "s|@PREFIX@|$dir|g" -e "s|@PORT@|$NGINX_PORT|g" -e "s|@USER@|$user|" \
         "$BENCH/nginx/mock.conf.in" >"$dir/nginx.conf"
     "$NGINX" -t -q -p "$dir" -c "$dir/nginx.conf" -e stderr || die "nginx config test failed"
-    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e stderr 2>"$dir/stderr" &
+    setsid "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e stderr 2>"$dir/stderr" &
     NGINX_PID=$!
-    if ! "$PY" "$BENCH/load.py" wait "http://127.0.0.1:$NGINX_PORT/v1/models" --timeout 10; then
+    if ! "$PY" "$BENCH/load.py" wait "http://127.0.0.1:$NGINX_PORT/v1/models" \
+        --timeout 10 --pid "$NGINX_PID"; then
         cat "$dir/stderr" >&2
         die "nginx did not answer on 127.0.0.1:$NGINX_PORT"
     fi
@@ -137,7 +139,8 @@ start_tokenhub() {
     write_credentials "$dir/credentials"
     # The caller's own TOKENHUB_* settings must not leak into the measured process.
     for v in $(compgen -e | grep '^TOKENHUB_' || true); do unset_args+=(-u "$v"); done
-    env "${unset_args[@]}" \
+    # Its own process group, so stopping it also stops anything it spawned.
+    setsid env "${unset_args[@]}" \
         TOKENHUB_LISTEN_ADDR="127.0.0.1:$TH_PORT" \
         TOKENHUB_DATA_DIR="$dir/data" \
         TOKENHUB_CREDENTIALS_FILE="$dir/credentials" \
@@ -146,9 +149,10 @@ start_tokenhub() {
         "$TOKENHUB" >"$dir/stdout" 2>"$dir/stderr" &
     TH_PID=$!
     if ! "$PY" "$BENCH/load.py" wait "http://127.0.0.1:$TH_PORT/healthz" --timeout 30 \
-        || ! kill -0 "$TH_PID" 2>/dev/null; then
+        --pid "$TH_PID"; then
         printf -- '--- TokenHub stderr ---\n' >&2
         cat "$dir/stderr" "$dir/stdout" >&2
+        kill -0 "$TH_PID" 2>/dev/null || die "TokenHub exited before becoming healthy"
         die "TokenHub did not answer GET /healthz with 200 within 30 s"
     fi
     log "TokenHub on 127.0.0.1:$TH_PORT (pid $TH_PID)"

@@ -111,6 +111,4 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
         form = _FORMS.get(field, err["msg"])
-        raise ConfigError(
-            f"invalid TOKENHUB_{field.upper()}: expected {form}"
-        ) from None
+        raise ConfigError(f"invalid TOKENHUB_{field.upper()}: expected {form}") from None

@@ -13,8 +13,7 @@ from typing import Any
 
 from tokenhub.credentials import CredentialsFile
 from tokenhub.demo import DEMO_PROVIDER_ID, demo_models, demo_provider
-from tokenhub.errors import BadRequest, NotFound, Unprocessable, UpstreamFailed
-from tokenhub.errors import ProviderError
+from tokenhub.errors import BadRequest, NotFound, ProviderError, Unprocessable, UpstreamFailed
 from tokenhub.providers.registry import ADAPTER_TYPES
 from tokenhub.routing.catalog import Catalog
 from tokenhub.routing.config import RoutingConfig

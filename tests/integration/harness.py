@@ -27,13 +27,17 @@ class Gateway:
     def v1(self) -> str:
         return self.url + "/v1"
 
-    async def add_provider(self, pid: str, ptype: str, base_url: str | list[str], **kw: Any) -> None:
+    async def add_provider(
+        self, pid: str, ptype: str, base_url: str | list[str], **kw: Any
+    ) -> None:
         body = {"id": pid, "type": ptype, "base_url": base_url, **kw}
         r = await self.admin.post("/admin/v1/providers", json=body)
         assert r.status_code == 201, r.text
 
     async def add_model(self, mid: str, provider_id: str, **kw: Any) -> None:
-        r = await self.admin.post("/admin/v1/models", json={"id": mid, "provider_id": provider_id, **kw})
+        r = await self.admin.post(
+            "/admin/v1/models", json={"id": mid, "provider_id": provider_id, **kw}
+        )
         assert r.status_code == 201, r.text
 
 

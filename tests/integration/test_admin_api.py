@@ -18,13 +18,28 @@ async def test_provider_and_model_crud_with_slashed_ids(
     """Providers and models can be created, listed, patched and deleted; ids may have slashes."""
     async with run_gateway(gateway_settings(tmp_path)) as g:
         a = g.admin
-        r = await a.post("/admin/v1/providers", json={
-            "id": "vl", "type": "vllm", "base_url": [fake_openai.base_url], "api_key": "sk-secret-x"})
+        r = await a.post(
+            "/admin/v1/providers",
+            json={
+                "id": "vl",
+                "type": "vllm",
+                "base_url": [fake_openai.base_url],
+                "api_key": "sk-secret-x",
+            },
+        )
         assert r.status_code == 201
         assert r.json()["has_api_key"] is True and "sk-secret-x" not in r.text
-        r = await a.post("/admin/v1/models", json={
-            "id": SLASHED, "provider_id": "vl", "weight": 8, "max_context_tokens": 32768,
-            "input_per_1k": 0.001, "output_per_1k": 0.002})
+        r = await a.post(
+            "/admin/v1/models",
+            json={
+                "id": SLASHED,
+                "provider_id": "vl",
+                "weight": 8,
+                "max_context_tokens": 32768,
+                "input_per_1k": 0.001,
+                "output_per_1k": 0.002,
+            },
+        )
         assert r.status_code == 201, r.text
         # The demo models retired when the first real provider arrived.
         ids = [m["id"] for m in (await a.get("/admin/v1/models")).json()["models"]]
@@ -49,7 +64,8 @@ async def test_slashed_model_routes_by_hint(tmp_path: Path, fake_openai: FakeOpe
         await g.add_model("other", "vl", weight=9)
         c = openai.AsyncOpenAI(base_url=g.v1, api_key="x", max_retries=0)
         raw = await c.chat.completions.with_raw_response.create(
-            model=SLASHED, messages=[{"role": "user", "content": "hi"}])
+            model=SLASHED, messages=[{"role": "user", "content": "hi"}]
+        )
         assert raw.headers["x-tokenhub-model"] == SLASHED
         assert fake_openai.requests[-1].json["model"] == SLASHED
 
@@ -61,9 +77,19 @@ async def test_admin_bad_input_is_4xx(tmp_path: Path) -> None:
         cases = [
             ("post", "/admin/v1/providers", {"id": "x", "type": "nope"}, 422),
             ("post", "/admin/v1/providers", {"id": "", "type": "openai"}, 422),
-            ("post", "/admin/v1/providers", {"id": "x", "type": "openai", "base_url": "ftp://a"}, 422),
+            (
+                "post",
+                "/admin/v1/providers",
+                {"id": "x", "type": "openai", "base_url": "ftp://a"},
+                422,
+            ),
             ("post", "/admin/v1/models", {"id": "m", "provider_id": "ghost"}, 422),
-            ("post", "/admin/v1/models", {"id": "m", "provider_id": "demo-mock", "weight": 11}, 422),
+            (
+                "post",
+                "/admin/v1/models",
+                {"id": "m", "provider_id": "demo-mock", "weight": 11},
+                422,
+            ),
             ("patch", "/admin/v1/models/nope/nope", {"weight": 1}, 404),
             ("patch", "/admin/v1/providers/ghost", {"enabled": True}, 404),
             ("put", "/admin/v1/routing-config", {"default_mode": "yolo"}, 400),
@@ -75,8 +101,9 @@ async def test_admin_bad_input_is_4xx(tmp_path: Path) -> None:
             r = await getattr(a, method)(path, json=body)
             assert r.status_code == status, (path, body, r.text)
             assert "error" in r.json()
-        r = await a.post("/admin/v1/providers", content=b"{broken",
-                         headers={"content-type": "application/json"})
+        r = await a.post(
+            "/admin/v1/providers", content=b"{broken", headers={"content-type": "application/json"}
+        )
         assert r.status_code == 422
 
 
@@ -95,12 +122,18 @@ async def test_routing_config_persists_and_applies(tmp_path: Path) -> None:
 async def test_simulate_explains_choice(tmp_path: Path) -> None:
     """Simulate returns the winner, the ordered eligible list and exclusions."""
     async with run_gateway(gateway_settings(tmp_path)) as g:
-        r = await g.admin.post("/admin/v1/routing/simulate", json={
-            "mode": "high_confidence", "token_count": 10000, "min_weight": 5,
-            "max_budget_usd": 1.0})
+        r = await g.admin.post(
+            "/admin/v1/routing/simulate",
+            json={
+                "mode": "high_confidence",
+                "token_count": 10000,
+                "min_weight": 5,
+                "max_budget_usd": 1.0,
+            },
+        )
         sim = r.json()
         assert sim["winner"] == "demo/large"
-        assert [e["model"] for e in sim["eligible"]][0] == "demo/large"
+        assert sim["eligible"][0]["model"] == "demo/large"
         assert "demo/tiny" in sim["excluded"] and "demo/small" in sim["excluded"]
         r = await g.admin.post("/admin/v1/routing/simulate", json={"model_hint": "demo/small"})
         assert r.json()["winner"] == "demo/small"

@@ -41,10 +41,14 @@ BAD_OPENAI = [
     (b'{"model": "x", "messages": "hello"}', "messages"),
     (b'{"model": "x", "messages": [{"role": "wizard", "content": "hi"}]}', "messages[0].role"),
     (b'{"model": "x", "messages": [{"role": "user", "content": 5}]}', "messages[0].content"),
-    (b'{"model": "x", "messages": [{"role": "user", "content": "a"}], "temperature": "hot"}',
-     "temperature"),
-    (b'{"model": "x", "messages": [{"role": "user", "content": "a"}], "max_tokens": -1}',
-     "max_tokens"),
+    (
+        b'{"model": "x", "messages": [{"role": "user", "content": "a"}], "temperature": "hot"}',
+        "temperature",
+    ),
+    (
+        b'{"model": "x", "messages": [{"role": "user", "content": "a"}], "max_tokens": -1}',
+        "max_tokens",
+    ),
     (b'{"model": 7, "messages": [{"role": "user", "content": "a"}]}', "model"),
     (b'{"model": "x", "messages": [{"role": "user", "content": "a"}], "stream": "yes"}', "stream"),
 ]
@@ -63,17 +67,19 @@ BAD_ANTHROPIC = [
     (b"{oops", "malformed JSON"),
     (b'{"model": "x", "messages": [{"role": "user", "content": "a"}]}', "max_tokens"),
     (b'{"model": "x", "max_tokens": 5}', "messages"),
-    (b'{"model": "x", "max_tokens": 5, "messages": [{"role": "system", "content": "a"}]}',
-     "messages[0].role"),
-    (b'{"model": "x", "max_tokens": "many", "messages": [{"role": "user", "content": "a"}]}',
-     "max_tokens"),
+    (
+        b'{"model": "x", "max_tokens": 5, "messages": [{"role": "system", "content": "a"}]}',
+        "messages[0].role",
+    ),
+    (
+        b'{"model": "x", "max_tokens": "many", "messages": [{"role": "user", "content": "a"}]}',
+        "max_tokens",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("body", "needle"), BAD_ANTHROPIC)
-async def test_anthropic_surface_rejects_bad_bodies(
-    gw: Gateway, body: bytes, needle: str
-) -> None:
+async def test_anthropic_surface_rejects_bad_bodies(gw: Gateway, body: bytes, needle: str) -> None:
     """Bad messages bodies get a 400 Anthropic error naming the problem."""
     r = await gw.admin.post("/v1/messages", content=body)
     assert_anthropic_error(r, 400, needle)
@@ -111,8 +117,10 @@ async def test_budget_too_small_lists_exclusions(gw: Gateway) -> None:
     """No eligible model is a 502 that says why each model was excluded."""
     r = await gw.admin.post(
         "/v1/chat",
-        json={"request": {"messages": MSG, "parameters": {"max_tokens": 100}},
-              "policy": {"max_budget_usd": 0.0000001}},
+        json={
+            "request": {"messages": MSG, "parameters": {"max_tokens": 100}},
+            "policy": {"max_budget_usd": 0.0000001},
+        },
     )
     assert r.status_code == 502
     excluded = r.json()["error"]["details"]["excluded"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -70,8 +71,13 @@ async def test_context_overflow_escalates_to_larger_context(
     fake_openai.script(
         Reply(
             status=400,
-            body={"error": {"message": "maximum context length exceeded", "type": "x",
-                            "code": "context_length_exceeded"}},
+            body={
+                "error": {
+                    "message": "maximum context length exceeded",
+                    "type": "x",
+                    "code": "context_length_exceeded",
+                }
+            },
         )
     )
     async with run_gateway(gateway_settings(tmp_path, demo="false")) as g:
@@ -122,7 +128,9 @@ async def test_all_fail_gives_502_with_attempts(tmp_path: Path, fake_openai: Fak
     async with run_gateway(gateway_settings(tmp_path, demo="false")) as g:
         await g.add_provider("a", "openai", fake_openai.base_url, api_key="k")
         await g.add_model("m-a", "a")
-        r = await g.admin.post("/v1/messages", json={"model": "m-a", "max_tokens": 5, "messages": MSG})
+        r = await g.admin.post(
+            "/v1/messages", json={"model": "m-a", "max_tokens": 5, "messages": MSG}
+        )
         assert r.status_code == 502
         body = r.json()
         assert body["type"] == "error" and body["error"]["type"] == "api_error"
@@ -189,11 +197,16 @@ async def test_client_disconnect_cancels_upstream(tmp_path: Path) -> None:
         await resp.prepare(request)
         try:
             for i in range(200):
-                chunk = (
-                    '{"id":"x","object":"chat.completion.chunk","created":1,"model":"m",'
-                    '"choices":[{"index":0,"delta":{"content":"t%d "},"finish_reason":null}]}' % i
-                )
-                await resp.write(f"data: {chunk}\n\n".encode())
+                chunk = {
+                    "id": "x",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": "m",
+                    "choices": [
+                        {"index": 0, "delta": {"content": f"t{i} "}, "finish_reason": None}
+                    ],
+                }
+                await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 await asyncio.sleep(0.05)
         except (ConnectionResetError, asyncio.CancelledError):
             cancelled.set()
@@ -213,7 +226,8 @@ async def test_client_disconnect_cancels_upstream(tmp_path: Path) -> None:
             async with (
                 httpx.AsyncClient(base_url=g.url) as c,
                 c.stream(
-                    "POST", "/v1/chat/completions",
+                    "POST",
+                    "/v1/chat/completions",
                     json={"model": "m-slow", "messages": MSG, "stream": True},
                 ) as r,
             ):
@@ -230,8 +244,11 @@ async def test_anthropic_rate_limit_to_openai(
 ) -> None:
     """An Anthropic client is served by OpenAI when Anthropic is rate limited."""
     fake_anthropic.script(
-        Reply(status=429, headers={"retry-after": "10"},
-              body={"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}})
+        Reply(
+            status=429,
+            headers={"retry-after": "10"},
+            body={"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+        )
     )
     fake_openai.script(Reply(text="from openai"))
     async with run_gateway(gateway_settings(tmp_path, demo="false")) as g:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -48,14 +49,30 @@ async def test_credentials_file_upserted_idempotently(
     """The credentials file's providers and models load at every start without duplicates."""
     fake_openai.models = ["auto/one", "auto/two"]
     settings = gateway_settings(tmp_path)
-    write_credentials(settings.credentials_path, {
-        "providers": [
-            {"id": "oa", "type": "openai", "base_url": fake_openai.base_url,
-             "api_key": "sk-from-file", "autoload_models": True},
-        ],
-        "models": [{"id": "auto/one", "provider_id": "oa", "weight": 9,
-                    "max_context_tokens": 64000, "input_per_1k": 0.001, "output_per_1k": 0.002}],
-    })
+    write_credentials(
+        settings.credentials_path,
+        {
+            "providers": [
+                {
+                    "id": "oa",
+                    "type": "openai",
+                    "base_url": fake_openai.base_url,
+                    "api_key": "sk-from-file",
+                    "autoload_models": True,
+                },
+            ],
+            "models": [
+                {
+                    "id": "auto/one",
+                    "provider_id": "oa",
+                    "weight": 9,
+                    "max_context_tokens": 64000,
+                    "input_per_1k": 0.001,
+                    "output_per_1k": 0.002,
+                }
+            ],
+        },
+    )
     for _ in range(2):
         async with run_gateway(settings) as g:
             models = {m["id"]: m for m in (await g.admin.get("/admin/v1/models")).json()["models"]}
@@ -63,7 +80,8 @@ async def test_credentials_file_upserted_idempotently(
             assert models["auto/one"]["weight"] == 9 and models["auto/two"]["weight"] == 5
             c = openai.AsyncOpenAI(base_url=g.v1, api_key="x", max_retries=0)
             await c.chat.completions.create(
-                model="auto/one", messages=[{"role": "user", "content": "hi"}])
+                model="auto/one", messages=[{"role": "user", "content": "hi"}]
+            )
             assert fake_openai.requests[-1].headers["Authorization"] == "Bearer sk-from-file"
 
 
@@ -73,10 +91,18 @@ async def test_credentials_file_with_open_mode_is_refused(tmp_path: Path) -> Non
     write_credentials(settings.credentials_path, {"providers": [], "models": []}, mode=0o644)
     with pytest.raises(CredentialsError, match="chmod 600"):
         await start_services(settings)
-    env = {**os.environ, "TOKENHUB_DATA_DIR": str(tmp_path / "d"),
-           "TOKENHUB_CREDENTIALS_FILE": str(settings.credentials_path)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "tokenhub"], env=env, capture_output=True, text=True, timeout=30
+    env = {
+        **os.environ,
+        "TOKENHUB_DATA_DIR": str(tmp_path / "d"),
+        "TOKENHUB_CREDENTIALS_FILE": str(settings.credentials_path),
+    }
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tokenhub"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 2 and "chmod 600" in proc.stderr
 

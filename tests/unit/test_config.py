@@ -20,7 +20,9 @@ def test_defaults() -> None:
     assert s.default_max_latency_ms == 20000
     assert s.max_body_bytes == 10 * 1024 * 1024
     assert s.demo is True
-    assert s.database_url.startswith("sqlite+aiosqlite:///") and s.database_url.endswith("tokenhub.db")
+    assert s.database_url.startswith("sqlite+aiosqlite:///") and s.database_url.endswith(
+        "tokenhub.db"
+    )
 
 
 def test_postgres_dsn_uses_asyncpg() -> None:
@@ -31,13 +33,22 @@ def test_postgres_dsn_uses_asyncpg() -> None:
 
 def test_values_parsed() -> None:
     """Variables are read with their TOKENHUB_ names and converted."""
-    s = load_settings({
-        "TOKENHUB_LISTEN_ADDR": "0.0.0.0:9000", "TOKENHUB_DEMO": "false",
-        "TOKENHUB_LOG_LEVEL": "DEBUG", "TOKENHUB_DEFAULT_MODE": "cheap",
-        "OTHER": "ignored",
-    })
+    s = load_settings(
+        {
+            "TOKENHUB_LISTEN_ADDR": "0.0.0.0:9000",
+            "TOKENHUB_DEMO": "false",
+            "TOKENHUB_LOG_LEVEL": "DEBUG",
+            "TOKENHUB_DEFAULT_MODE": "cheap",
+            "OTHER": "ignored",
+        }
+    )
     assert (s.host, s.port, s.demo, s.log_level, s.default_mode) == (
-        "0.0.0.0", 9000, False, "debug", "cheap")
+        "0.0.0.0",
+        9000,
+        False,
+        "debug",
+        "cheap",
+    )
 
 
 @pytest.mark.parametrize(

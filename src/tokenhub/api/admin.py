@@ -5,7 +5,6 @@ arrives with the security layer as one more dependency there). Handlers only tra
 HTTP to control-plane calls; rules live in ``tokenhub.control``.
 """
 
-
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,8 +27,8 @@ from tokenhub.types import ChatRequest, ChatResponse, Chunk, Decision, Policy
 
 log = logging.getLogger("tokenhub.api")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -134,7 +134,7 @@ def request_id_of(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             if 0 < len(value) <= 128 and value.isascii():
-                return value.decode()
+                return str(value.decode())
             break
     return secrets.token_hex(12)
 
@@ -302,8 +302,9 @@ class Dispatcher:
         await self.fallback(scope, receive, send)
 
 
-def hot_routes(engine: Callable[[], RoutingEngine], max_body: int) -> dict[tuple[str, str], ASGIApp]:
+def hot_routes(
+    engine: Callable[[], RoutingEngine], max_body: int
+) -> dict[tuple[str, str], ASGIApp]:
     return {
         ("POST", path): ChatHandler(surface, engine, max_body) for path, surface in SURFACES.items()
     }
-
