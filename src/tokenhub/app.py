@@ -7,6 +7,7 @@ lifespan owns every service and background task.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -120,6 +121,11 @@ def build_api(settings: Settings, holder: ServiceHolder) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         holder.services = await start_services(settings)
+        # Everything imported and built so far lives as long as the process: move it out
+        # of the collector's sight, or each full collection rescans ~100k objects (~80 ms
+        # pauses under load, measured in bench/).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

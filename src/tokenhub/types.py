@@ -245,3 +245,27 @@ class Decision:
     ranked: list[tuple[str, float]] = field(default_factory=list)  # (model id, score)
     excluded: dict[str, str] = field(default_factory=dict)  # model id -> why
     attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The one record of a finished request, fanned out by the recorder (metrics,
+    request and reward logs, TSDB, bandit, events) off the hot path."""
+
+    request_id: str
+    surface: str  # openai | anthropic | native | embeddings
+    started_at: float  # wall-clock unix seconds
+    status: int  # the HTTP status the client got
+    latency_ms: float
+    mode: str = "normal"
+    model: str | None = None
+    provider: str | None = None
+    api_key_id: str | None = None
+    stream: bool = False
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    ttft_ms: float | None = None  # streams: time to first content byte
+    error_class: str | None = None  # an ErrorClass value, or "client" / "internal"
+    error: str | None = None  # short message, never a secret
+    reason: str = ""
+    decision: Decision | None = None  # the full routing trace

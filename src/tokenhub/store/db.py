@@ -70,7 +70,7 @@ class Database:
             if conn.dialect.name == "postgresql":
                 # Replicas starting together must not run the same migration twice.
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK_ID)))
-            await conn.run_sync(_upgrade_head)
+            await conn.run_sync(_upgrade_heads)
 
     async def close(self) -> None:
         """Dispose of the engine and its pooled connections."""
@@ -121,8 +121,8 @@ def _apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def _upgrade_head(conn: Connection) -> None:
+def _upgrade_heads(conn: Connection) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["connection"] = conn
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")
