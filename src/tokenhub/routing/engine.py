@@ -27,6 +27,7 @@ from tokenhub.errors import (
     BadRequest,
     NoEligibleModel,
     ProviderError,
+    ServiceUnavailable,
     TooManyRequests,
     UpstreamFailed,
 )
@@ -53,6 +54,7 @@ from tokenhub.types import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+ProviderGate = Callable[[str], str | None]
 Sleep = Callable[[float], Awaitable[Any]]
 Call = Callable[[Adapter, Target], Awaitable[T]]
 
@@ -71,7 +73,7 @@ _STEP: Mapping[ErrorClass, str] = MappingProxyType(
 
 
 @dataclass(slots=True)
-class _Plan:
+class Plan:
     """The ranked candidates of one request and the decision that explains them."""
 
     decision: Decision
@@ -79,6 +81,17 @@ class _Plan:
     hint: ModelConfig | None
     input_tokens: int
     output_tokens: int
+
+    @property
+    def max_cost_usd(self) -> float:
+        """The most any candidate may cost: what a budget reservation must cover."""
+        return max(
+            (
+                estimate_cost(r.model, self.input_tokens, self.output_tokens)
+                for r in self.candidates
+            ),
+            default=0.0,
+        )
 
 
 @dataclass(slots=True)
@@ -114,6 +127,9 @@ class RoutingEngine:
         self.timeout_s = timeout_s
         self._clock = clock
         self._sleep = sleep
+        # Why a provider cannot serve right now beyond its health (the vault being
+        # locked, say), or None. Set by the app; excluded models carry the reason.
+        self.provider_gate: ProviderGate | None = None
 
     # -- policy and planning -------------------------------------------------------
 
@@ -141,17 +157,34 @@ class RoutingEngine:
 
     def plan(self, req: ChatRequest, policy: Policy) -> Decision:
         """The routing decision before dispatch; ``NoEligibleModel`` when nothing fits."""
-        return self._eligible_plan(req, policy, self.config).decision
+        return self.prepare(req, policy).decision
 
-    def _eligible_plan(self, req: ChatRequest, policy: Policy, cfg: RoutingConfig) -> _Plan:
-        plan = self._plan(req, policy, cfg)
+    def prepare(self, req: ChatRequest, policy: Policy) -> Plan:
+        """Plan ``req`` (to reserve budget for it, say) before ``complete``/``open_stream``.
+
+        Raises ``NoEligibleModel``, or ``ServiceUnavailable`` when only the provider gate
+        (a locked vault) stands between the request and a model.
+        """
+        plan = self._plan(req, policy, self.config)
         if not plan.candidates:
-            raise NoEligibleModel(
-                "no eligible model", details={"excluded": dict(plan.decision.excluded)}
-            )
+            excluded = dict(plan.decision.excluded)
+            gated = self._gated(excluded)
+            if gated is not None:
+                raise ServiceUnavailable(gated, details={"excluded": excluded})
+            raise NoEligibleModel("no eligible model", details={"excluded": excluded})
         return plan
 
-    def _plan(self, req: ChatRequest, policy: Policy, cfg: RoutingConfig) -> _Plan:
+    def _gated(self, excluded: dict[str, str]) -> str | None:
+        gate = self.provider_gate
+        if gate is None:
+            return None
+        for model_id in excluded:
+            model = self.catalog.models.get(model_id)
+            if model is not None and (why := gate(model.provider_id)):
+                return why
+        return None
+
+    def _plan(self, req: ChatRequest, policy: Policy, cfg: RoutingConfig) -> Plan:
         tokens = estimate_tokens(req)
         out_tokens = req.max_tokens or cfg.default_output_tokens
         decision = Decision(mode=policy.mode, estimated_tokens=tokens)
@@ -176,7 +209,7 @@ class RoutingEngine:
             top = ranked[0].model
             _choose(decision, top, _initial_reason(top, hint))
             decision.estimated_cost_usd = estimate_cost(top, tokens, out_tokens)
-        return _Plan(decision, ranked, hint, tokens, out_tokens)
+        return Plan(decision, ranked, hint, tokens, out_tokens)
 
     def _exclusion(
         self,
@@ -198,6 +231,8 @@ class RoutingEngine:
             )
         if not self.health.is_available(model.provider_id):
             return self._unavailable(model.provider_id)
+        if self.provider_gate is not None and (why := self.provider_gate(model.provider_id)):
+            return why
         cost = estimate_cost(model, tokens, out_tokens)
         if cost > policy.max_budget_usd:
             return f"estimated cost ${cost:.6f} over budget ${policy.max_budget_usd:.6f}"
@@ -211,17 +246,19 @@ class RoutingEngine:
 
     # -- dispatch --------------------------------------------------------------------
 
-    async def complete(self, req: ChatRequest, policy: Policy) -> tuple[ChatResponse, Decision]:
+    async def complete(
+        self, req: ChatRequest, policy: Policy, plan: Plan | None = None
+    ) -> tuple[ChatResponse, Decision]:
         """Answer ``req`` with failover; raises UpstreamFailed / TooManyRequests / ..."""
 
         async def call(adapter: Adapter, target: Target) -> ChatResponse:
             return await adapter.complete(req, target)
 
-        response, decision, _ = await self._dispatch(req, policy, call, record_success=True)
+        response, decision, _ = await self._dispatch(req, policy, plan, call, record_success=True)
         return response, decision
 
     async def open_stream(
-        self, req: ChatRequest, policy: Policy
+        self, req: ChatRequest, policy: Policy, plan: Plan | None = None
     ) -> tuple[AsyncIterator[Chunk], Decision]:
         """Open a stream with failover up to its first chunk.
 
@@ -235,15 +272,22 @@ class RoutingEngine:
             return await open_first_chunk(adapter.stream(req, target))
 
         (upstream, first), decision, ttfb_ms = await self._dispatch(
-            req, policy, call, record_success=False
+            req, policy, plan, call, record_success=False
         )
         return relay(upstream, first, self.health, decision.provider_id, ttfb_ms), decision
 
     async def _dispatch(
-        self, req: ChatRequest, policy: Policy, call: Call[T], *, record_success: bool
+        self,
+        req: ChatRequest,
+        policy: Policy,
+        plan: Plan | None,
+        call: Call[T],
+        *,
+        record_success: bool,
     ) -> tuple[T, Decision, float]:
         cfg = self.config
-        plan = self._eligible_plan(req, policy, cfg)
+        if plan is None:
+            plan = self.prepare(req, policy)
         decision = plan.decision
         run = _Failover()
         for ranked in plan.candidates:
@@ -337,7 +381,7 @@ class RoutingEngine:
         elif exc.error_class == ErrorClass.CONTEXT_OVERFLOW:
             run.min_context = max(run.min_context, model.max_context_tokens)
 
-    def _finish(self, decision: Decision, plan: _Plan, model: ModelConfig, run: _Failover) -> None:
+    def _finish(self, decision: Decision, plan: Plan, model: ModelConfig, run: _Failover) -> None:
         failed = any(a.error_class is not None for a in decision.attempts)
         _choose(decision, model, run.last_step if failed else _initial_reason(model, plan.hint))
         decision.estimated_cost_usd = estimate_cost(model, plan.input_tokens, plan.output_tokens)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.routing.fakes import Rig, chat, make_rig
-from tokenhub.errors import BadRequest, NoEligibleModel
+from tokenhub.errors import BadRequest, NoEligibleModel, ServiceUnavailable
 from tokenhub.routing.config import RoutingConfig
 from tokenhub.types import ErrorClass, ModelConfig, ProviderConfig
 
@@ -181,3 +181,25 @@ def test_describe_models(rig: Rig) -> None:
     assert rows["big"]["expected_latency_ms"] == 250.0 and rows["big"]["health"] == "healthy"
     assert rows["mid"]["available"] is False and rows["mid"]["cooldown_remaining_s"] == 3.0
     assert rows["small"]["max_context_tokens"] == 1000 and rows["small"]["input_per_1k"] == 0.0005
+
+
+def test_prepare_reports_the_costliest_candidate(rig: Rig) -> None:
+    """A plan's max_cost_usd covers every candidate failover might reach."""
+    plan = rig.engine.prepare(
+        chat("hello there", max_tokens=100), rig.engine.policy(max_budget_usd=10)
+    )
+    costs = [(9 * m.input_per_1k + 100 * m.output_per_1k) / 1000 for m in (SMALL, MID, BIG)]
+    assert plan.max_cost_usd == pytest.approx(max(costs))
+    assert plan.decision.model is not None
+
+
+def test_provider_gate_excludes_and_turns_into_503(rig: Rig) -> None:
+    """A gated provider is excluded with the gate's reason; only gates left means 503."""
+    rig.engine.provider_gate = lambda pid: "vault locked" if pid != "pa" else None
+    d = rig.engine.plan(chat(), rig.engine.policy("high_confidence"))
+    assert d.model is SMALL
+    assert d.excluded == {"mid": "vault locked", "big": "vault locked"}
+    rig.engine.provider_gate = lambda pid: "vault locked"
+    with pytest.raises(ServiceUnavailable, match="vault locked") as exc:
+        rig.engine.prepare(chat(), rig.engine.policy())
+    assert exc.value.status == 503
