@@ -6,12 +6,13 @@ Nothing below the entry point reads ``os.environ``; components receive the
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 MODES = ("cheap", "normal", "high_confidence", "planning", "adversarial")
 
@@ -24,6 +25,20 @@ _FORMS = {
     "default_max_latency_ms": "a whole number from 1 to 300000",
     "max_body_bytes": "a whole number of bytes from 1024 up",
     "demo": "true or false",
+    "vault_enabled": "true or false",
+    "vault_password": "a password of at least 8 characters",
+    "vault_auto_lock_secs": "a positive number of seconds",
+    "admin_token": "a token of at least 16 characters",
+    "rate_limit_rps": "a positive number of requests per second",
+    "rate_limit_burst": "a number of requests, at least 1",
+    "admin_rate_limit_rps": "a positive number of requests per second",
+    "admin_rate_limit_burst": "a number of requests, at least 1",
+    "trusted_proxies": "comma-separated IP addresses or CIDR ranges",
+    "cors_origins": "comma-separated origins such as https://app.example.com, or *",
+    "redis_url": "redis://host:port/db",
+    "otel_enabled": "true or false",
+    "otel_endpoint": "an http(s) URL of an OTLP/HTTP collector",
+    "recording": "true or false",
 }
 
 
@@ -47,6 +62,51 @@ class Settings(BaseModel):
     default_max_latency_ms: int = Field(20000, ge=1, le=300000)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     demo: bool = True
+    # Security (vault, admin token, client limits)
+    vault_enabled: bool = True
+    vault_password: SecretStr | None = Field(None, min_length=8)
+    vault_auto_lock_secs: float = Field(1800.0, gt=0)
+    admin_token: SecretStr | None = Field(None, min_length=16)
+    rate_limit_rps: float = Field(60.0, gt=0)
+    rate_limit_burst: float = Field(120.0, ge=1)
+    admin_rate_limit_rps: float = Field(10.0, gt=0)
+    admin_rate_limit_burst: float = Field(40.0, ge=1)
+    trusted_proxies: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    # Scale-out and observability
+    redis_url: str = ""
+    otel_enabled: bool = False
+    otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    otel_service_name: str = "tokenhub"
+    recording: bool = True  # request logs, metrics, TSDB, events (off only to measure)
+
+    @field_validator("trusted_proxies", "cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            return tuple(part.strip() for part in v.split(",") if part.strip())
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            ipaddress.ip_network(item, strict=False)  # ValueError names nothing secret
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, v: str) -> str:
+        if v and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("bad redis url")
+        return v
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _otel(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("bad endpoint")
+        return v
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -69,3 +69,37 @@ def test_invalid_values_name_the_variable(var: str, value: str) -> None:
     with pytest.raises(ConfigError) as exc:
         load_settings({var: value})
     assert var in str(exc.value) and "expected" in str(exc.value)
+
+
+def test_security_settings_parsed_and_secrets_hidden() -> None:
+    """Lists are comma-separated; secret settings never show in repr or str."""
+    s = load_settings(
+        {
+            "TOKENHUB_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
+            "TOKENHUB_CORS_ORIGINS": "https://a.example,https://b.example",
+            "TOKENHUB_VAULT_PASSWORD": "hunter2-hunter2",
+            "TOKENHUB_ADMIN_TOKEN": "admin-token-0123456789",
+        }
+    )
+    assert s.trusted_proxies == ("10.0.0.0/8", "127.0.0.1")
+    assert s.cors_origins == ("https://a.example", "https://b.example")
+    assert s.vault_password is not None
+    assert s.vault_password.get_secret_value() == "hunter2-hunter2"
+    for text in (repr(s), str(s)):
+        assert "hunter2" not in text and "admin-token-0123" not in text
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("TOKENHUB_TRUSTED_PROXIES", "not-an-ip"),
+        ("TOKENHUB_VAULT_PASSWORD", "short"),
+        ("TOKENHUB_REDIS_URL", "http://x"),
+        ("TOKENHUB_RATE_LIMIT_RPS", "0"),
+    ],
+)
+def test_invalid_security_values(var: str, value: str) -> None:
+    """Bad security settings stop start-up naming the variable, never echoing the value."""
+    with pytest.raises(ConfigError) as exc:
+        load_settings({var: value})
+    assert var in str(exc.value) and value not in str(exc.value)
