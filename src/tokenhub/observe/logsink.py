@@ -1,0 +1,217 @@
+"""The log sink: turns outcomes into request-log and reward-log rows.
+
+One request row per ``Outcome`` (with its routing decision serialised as a trace) and
+one reward row per upstream attempt in ``outcome.decision.attempts``.
+
+Reward (what a bandit maximises), in [0, 1]::
+
+    failed attempt  -> 0
+    successful one  -> 0.4 + 0.3 * (1 - cost_norm) + 0.3 * (1 - latency_norm)
+    cost_norm    = min(1, cost_usd / max_budget_usd)      (0 budget: 0 if free else 1)
+    latency_norm = min(1, latency_ms / max_latency_ms)
+
+A failed attempt costs nothing; the successful one costs ``outcome.cost_usd``. The
+token bucket is the request's estimated input size: small (< 1,000), medium
+(<= 10,000), large.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from tokenhub.store.logs import LogRepo, to_micro
+from tokenhub.types import Attempt, Decision, Outcome, Policy
+
+SMALL_TOKENS = 1_000
+MEDIUM_TOKENS = 10_000
+_MAX_TEXT = 300
+# The engine's wording for a provider held back by its breaker or a rate-limit cooldown.
+_COOLDOWN = re.compile(
+    r"^provider (?P<provider>.+) unavailable \((?P<why>.*)\), (?P<left>[\d.]+)s left$"
+)
+
+
+def token_bucket(input_tokens: int) -> str:
+    """``"small"`` below 1,000 input tokens, ``"medium"`` up to 10,000, else ``"large"``."""
+    if input_tokens < SMALL_TOKENS:
+        return "small"
+    return "medium" if input_tokens <= MEDIUM_TOKENS else "large"
+
+
+def attempt_succeeded(attempt: Attempt, outcome: Outcome) -> bool:
+    """An attempt succeeded when it raised nothing and the client got a success.
+
+    The last attempt of a stream that broke after its first chunk raised nothing in the
+    failover loop, but the request still failed: it counts as a failure.
+    """
+    return attempt.error_class is None and outcome.status < 400
+
+
+def reward(attempt: Attempt, outcome: Outcome, policy_budget: Policy) -> float:
+    """The attempt's reward in [0, 1] (see the module docstring for the blend)."""
+    if not attempt_succeeded(attempt, outcome):
+        return 0.0
+    budget = policy_budget.max_budget_usd
+    cost = outcome.cost_usd
+    cost_norm = min(1.0, cost / budget) if budget > 0 else (0.0 if cost <= 0 else 1.0)
+    max_latency = max(1.0, float(policy_budget.max_latency_ms))
+    latency_norm = min(1.0, attempt_latency(attempt, outcome) / max_latency)
+    value = 0.4 + 0.3 * (1.0 - max(0.0, cost_norm)) + 0.3 * (1.0 - max(0.0, latency_norm))
+    return min(1.0, max(0.0, value))
+
+
+def attempt_latency(attempt: Attempt, outcome: Outcome) -> float:
+    """The attempt's own latency; the request's when the engine did not measure one."""
+    return attempt.latency_ms if attempt.latency_ms > 0 else outcome.latency_ms
+
+
+def policy_of(outcome: Outcome, default: Policy) -> Policy:
+    """The budgets the request ran under.
+
+    ``Decision`` does not carry the policy yet; read ``decision.policy`` or
+    ``decision.max_budget_usd`` / ``decision.max_latency_ms`` when a later version adds
+    them, and fall back to ``default`` (the configured defaults) otherwise.
+    """
+    d = outcome.decision
+    found = getattr(d, "policy", None)
+    if isinstance(found, Policy):
+        return found
+    return Policy(
+        mode=outcome.mode,
+        max_budget_usd=float(getattr(d, "max_budget_usd", default.max_budget_usd)),
+        max_latency_ms=int(getattr(d, "max_latency_ms", default.max_latency_ms)),
+        min_weight=default.min_weight,
+    )
+
+
+def decision_trace(decision: Decision) -> dict[str, Any]:
+    """The routing decision as JSON-ready data: why the request went where it went."""
+    return {
+        "mode": decision.mode,
+        "model": decision.model.id if decision.model else None,
+        "provider": decision.provider_id or None,
+        "reason": decision.reason,
+        "estimated_tokens": decision.estimated_tokens,
+        "estimated_cost_usd": decision.estimated_cost_usd,
+        "ranked": [{"model": m, "score": s} for m, s in decision.ranked],
+        "excluded": [{"model": m, "reason": why} for m, why in decision.excluded.items()],
+        "attempts": [_attempt_trace(a) for a in decision.attempts],
+        "cooldowns": _cooldowns(decision),
+    }
+
+
+def _attempt_trace(a: Attempt) -> dict[str, Any]:
+    return {
+        "model": a.model,
+        "provider": a.provider,
+        "error_class": None if a.error_class is None else str(a.error_class),
+        "status": a.status,
+        "message": a.message[:_MAX_TEXT],
+        "latency_ms": round(a.latency_ms, 3),
+        "backoff_ms": a.backoff_ms,
+    }
+
+
+def _cooldowns(decision: Decision) -> list[dict[str, Any]]:
+    """Cooldowns in force when the request was planned.
+
+    ``Decision`` has no field for them; they show in the exclusion reasons, which the
+    engine words as ``provider P unavailable (why), Ns left``. A ``cooldowns`` list on
+    the decision, if a later version adds one, is taken as is.
+    """
+    explicit = getattr(decision, "cooldowns", None)
+    if isinstance(explicit, list):
+        return [dict(c) for c in explicit]
+    seen: dict[str, dict[str, Any]] = {}
+    for why in decision.excluded.values():
+        m = _COOLDOWN.match(why)
+        if m and m["provider"] not in seen:
+            seen[m["provider"]] = {
+                "provider": m["provider"],
+                "reason": m["why"],
+                "remaining_s": float(m["left"]),
+            }
+    return list(seen.values())
+
+
+def request_row(outcome: Outcome) -> dict[str, Any]:
+    """The request-log row of one outcome."""
+    d = outcome.decision
+    return {
+        "ts": outcome.started_at,
+        "request_id": outcome.request_id,
+        "api_key_id": outcome.api_key_id,
+        "surface": outcome.surface,
+        "mode": outcome.mode,
+        "model": outcome.model,
+        "provider": outcome.provider,
+        "tokens_in": outcome.usage.prompt_tokens,
+        "tokens_out": outcome.usage.completion_tokens,
+        "cost_micro_usd": to_micro(outcome.cost_usd),
+        "latency_ms": outcome.latency_ms,
+        "ttft_ms": outcome.ttft_ms,
+        "status": outcome.status,
+        "error_class": outcome.error_class,
+        "error": None if outcome.error is None else outcome.error[:_MAX_TEXT],
+        "reason": outcome.reason[:200],
+        "attempts": len(d.attempts) if d else 0,
+        "stream": outcome.stream,
+        "trace": decision_trace(d) if d else None,
+    }
+
+
+def reward_rows(outcome: Outcome, default: Policy) -> list[dict[str, Any]]:
+    """One reward row per upstream attempt of ``outcome`` (none without a decision)."""
+    d = outcome.decision
+    if d is None:
+        return []
+    policy = policy_of(outcome, default)
+    tokens = d.estimated_tokens or outcome.usage.prompt_tokens
+    return [
+        _reward_row(i, a, outcome, policy, token_bucket(tokens)) for i, a in enumerate(d.attempts)
+    ]
+
+
+def _reward_row(
+    i: int, a: Attempt, outcome: Outcome, policy: Policy, bucket: str
+) -> dict[str, Any]:
+    ok = attempt_succeeded(a, outcome)
+    error_class = None if ok else (str(a.error_class) if a.error_class else outcome.error_class)
+    return {
+        "ts": outcome.started_at,
+        "request_id": outcome.request_id,
+        "attempt": i,
+        "api_key_id": outcome.api_key_id,
+        "model": a.model,
+        "provider": a.provider,
+        "mode": outcome.mode,
+        "token_bucket": bucket,
+        "latency_budget_ms": float(policy.max_latency_ms),
+        "cost_budget_micro_usd": to_micro(policy.max_budget_usd),
+        "latency_ms": attempt_latency(a, outcome),
+        "cost_micro_usd": to_micro(outcome.cost_usd) if ok else 0,
+        "success": ok,
+        "error_class": error_class,
+        "reward": reward(a, outcome, policy),
+    }
+
+
+class LogSink:
+    """A ``BatchSink`` writing request and reward rows through ``LogRepo``.
+
+    ``default_policy`` supplies the budgets a reward is measured against while the
+    decision does not carry the request's own policy.
+    """
+
+    name = "logs"
+
+    def __init__(self, repo: LogRepo, *, default_policy: Policy | None = None) -> None:
+        self._repo = repo
+        self._default = default_policy or Policy()
+
+    async def write(self, batch: Sequence[Outcome]) -> None:
+        requests = [request_row(o) for o in batch]
+        rewards = [row for o in batch for row in reward_rows(o, self._default)]
+        await self._repo.insert_batch(requests, rewards)
