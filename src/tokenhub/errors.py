@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenhub.types import ErrorClass
+from tokenhub.types import Decision, ErrorClass
 
 
 class TokenHubError(Exception):
@@ -33,6 +33,7 @@ class TokenHubError(Exception):
     openai_type = "server_error"
     anthropic_type = "api_error"
     code: str | None = None
+    decision: Decision | None = None  # routing errors carry the trace for the request log
 
     def __init__(
         self,

@@ -245,6 +245,8 @@ class Decision:
     ranked: list[tuple[str, float]] = field(default_factory=list)  # (model id, score)
     excluded: dict[str, str] = field(default_factory=dict)  # model id -> why
     attempts: list[Attempt] = field(default_factory=list)
+    policy: Policy | None = None  # the constraints the request was routed under
+    cooldowns: list[dict[str, Any]] = field(default_factory=list)  # provider, reason, remaining_s
 
 
 @dataclass(slots=True)

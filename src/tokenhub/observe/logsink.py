@@ -17,7 +17,6 @@ token bucket is the request's estimated input size: small (< 1,000), medium
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,10 +26,6 @@ from tokenhub.types import Attempt, Decision, Outcome, Policy
 SMALL_TOKENS = 1_000
 MEDIUM_TOKENS = 10_000
 _MAX_TEXT = 300
-# The engine's wording for a provider held back by its breaker or a rate-limit cooldown.
-_COOLDOWN = re.compile(
-    r"^provider (?P<provider>.+) unavailable \((?P<why>.*)\), (?P<left>[\d.]+)s left$"
-)
 
 
 def token_bucket(input_tokens: int) -> str:
@@ -68,22 +63,9 @@ def attempt_latency(attempt: Attempt, outcome: Outcome) -> float:
 
 
 def policy_of(outcome: Outcome, default: Policy) -> Policy:
-    """The budgets the request ran under.
-
-    ``Decision`` does not carry the policy yet; read ``decision.policy`` or
-    ``decision.max_budget_usd`` / ``decision.max_latency_ms`` when a later version adds
-    them, and fall back to ``default`` (the configured defaults) otherwise.
-    """
+    """The budgets the request ran under (the configured defaults when not routed)."""
     d = outcome.decision
-    found = getattr(d, "policy", None)
-    if isinstance(found, Policy):
-        return found
-    return Policy(
-        mode=outcome.mode,
-        max_budget_usd=float(getattr(d, "max_budget_usd", default.max_budget_usd)),
-        max_latency_ms=int(getattr(d, "max_latency_ms", default.max_latency_ms)),
-        min_weight=default.min_weight,
-    )
+    return d.policy if d is not None and d.policy is not None else default
 
 
 def decision_trace(decision: Decision) -> dict[str, Any]:
@@ -98,7 +80,7 @@ def decision_trace(decision: Decision) -> dict[str, Any]:
         "ranked": [{"model": m, "score": s} for m, s in decision.ranked],
         "excluded": [{"model": m, "reason": why} for m, why in decision.excluded.items()],
         "attempts": [_attempt_trace(a) for a in decision.attempts],
-        "cooldowns": _cooldowns(decision),
+        "cooldowns": [dict(c) for c in decision.cooldowns],
     }
 
 
@@ -112,28 +94,6 @@ def _attempt_trace(a: Attempt) -> dict[str, Any]:
         "latency_ms": round(a.latency_ms, 3),
         "backoff_ms": a.backoff_ms,
     }
-
-
-def _cooldowns(decision: Decision) -> list[dict[str, Any]]:
-    """Cooldowns in force when the request was planned.
-
-    ``Decision`` has no field for them; they show in the exclusion reasons, which the
-    engine words as ``provider P unavailable (why), Ns left``. A ``cooldowns`` list on
-    the decision, if a later version adds one, is taken as is.
-    """
-    explicit = getattr(decision, "cooldowns", None)
-    if isinstance(explicit, list):
-        return [dict(c) for c in explicit]
-    seen: dict[str, dict[str, Any]] = {}
-    for why in decision.excluded.values():
-        m = _COOLDOWN.match(why)
-        if m and m["provider"] not in seen:
-            seen[m["provider"]] = {
-                "provider": m["provider"],
-                "reason": m["why"],
-                "remaining_s": float(m["left"]),
-            }
-    return list(seen.values())
 
 
 def request_row(outcome: Outcome) -> dict[str, Any]:

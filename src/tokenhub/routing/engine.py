@@ -28,6 +28,7 @@ from tokenhub.errors import (
     NoEligibleModel,
     ProviderError,
     ServiceUnavailable,
+    TokenHubError,
     TooManyRequests,
     UpstreamFailed,
 )
@@ -169,9 +170,13 @@ class RoutingEngine:
         if not plan.candidates:
             excluded = dict(plan.decision.excluded)
             gated = self._gated(excluded)
-            if gated is not None:
-                raise ServiceUnavailable(gated, details={"excluded": excluded})
-            raise NoEligibleModel("no eligible model", details={"excluded": excluded})
+            err: TokenHubError = (
+                ServiceUnavailable(gated, details={"excluded": excluded})
+                if gated is not None
+                else NoEligibleModel("no eligible model", details={"excluded": excluded})
+            )
+            err.decision = plan.decision
+            raise err
         return plan
 
     def _gated(self, excluded: dict[str, str]) -> str | None:
@@ -187,10 +192,12 @@ class RoutingEngine:
     def _plan(self, req: ChatRequest, policy: Policy, cfg: RoutingConfig) -> Plan:
         tokens = estimate_tokens(req)
         out_tokens = req.max_tokens or cfg.default_output_tokens
-        decision = Decision(mode=policy.mode, estimated_tokens=tokens)
+        decision = Decision(mode=policy.mode, estimated_tokens=tokens, policy=policy)
         eligible = []
         for model in self.catalog.routable():
-            why = self._exclusion(model, tokens, req.max_tokens or 0, out_tokens, policy, cfg)
+            why = self._exclusion(
+                model, tokens, req.max_tokens or 0, out_tokens, policy, cfg, decision
+            )
             if why is None:
                 eligible.append(model)
             else:
@@ -219,6 +226,7 @@ class RoutingEngine:
         out_tokens: int,
         policy: Policy,
         cfg: RoutingConfig,
+        decision: Decision,
     ) -> str | None:
         """Why ``model`` cannot take this request, or None when it can."""
         if model.weight < policy.min_weight:
@@ -230,7 +238,7 @@ class RoutingEngine:
                 f"{usable} usable of {model.max_context_tokens}"
             )
         if not self.health.is_available(model.provider_id):
-            return self._unavailable(model.provider_id)
+            return self._unavailable(model.provider_id, decision)
         if self.provider_gate is not None and (why := self.provider_gate(model.provider_id)):
             return why
         cost = estimate_cost(model, tokens, out_tokens)
@@ -238,10 +246,14 @@ class RoutingEngine:
             return f"estimated cost ${cost:.6f} over budget ${policy.max_budget_usd:.6f}"
         return None
 
-    def _unavailable(self, provider_id: str) -> str:
+    def _unavailable(self, provider_id: str, decision: Decision | None = None) -> str:
         h = self.health.state(provider_id)
         left = self.health.cooldown_remaining(provider_id)
         why = h.cooldown_reason or ("trial in flight" if h.state == "half_open" else h.state)
+        if decision is not None and all(c["provider"] != provider_id for c in decision.cooldowns):
+            decision.cooldowns.append(
+                {"provider": provider_id, "reason": why, "remaining_s": round(left, 3)}
+            )
         return f"provider {provider_id} unavailable ({why}), {left:.1f}s left"
 
     # -- dispatch --------------------------------------------------------------------
@@ -308,7 +320,9 @@ class RoutingEngine:
                 self.health.record_success(model.provider_id, latency_ms)
             self._finish(decision, plan, model, run)
             return result, decision, latency_ms
-        raise self._exhausted(decision, run)
+        err = self._exhausted(decision, run)
+        err.decision = decision
+        raise err
 
     def _admit(self, model: ModelConfig, run: _Failover) -> Adapter | None:
         """The adapter to try ``model`` with now, or None (and why) to skip it."""
@@ -386,7 +400,7 @@ class RoutingEngine:
         _choose(decision, model, run.last_step if failed else _initial_reason(model, plan.hint))
         decision.estimated_cost_usd = estimate_cost(model, plan.input_tokens, plan.output_tokens)
 
-    def _exhausted(self, decision: Decision, run: _Failover) -> Exception:
+    def _exhausted(self, decision: Decision, run: _Failover) -> TokenHubError:
         """The error to raise when no candidate answered."""
         decision.model, decision.provider_id, decision.reason = None, "", "all-failed"
         if not decision.attempts:

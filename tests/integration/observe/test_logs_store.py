@@ -45,6 +45,7 @@ def trace_decision() -> Decision:
         mode="fast",
         ranked=[("m1", 0.8), ("m2", 0.55)],
         excluded={"m3": "provider p3 unavailable (rate limited (429)), 30.0s left"},
+        cooldowns=[{"provider": "p3", "reason": "rate limited (429)", "remaining_s": 30.0}],
         attempts=[
             Attempt("m1", "p1", ErrorClass.RATE_LIMITED, 429, "slow down", 12.0),
             Attempt("m2", "p2", latency_ms=210.0),

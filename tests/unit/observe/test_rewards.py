@@ -41,6 +41,7 @@ def failover_decision() -> Decision:
             Attempt("bad", "p1", ErrorClass.FATAL, 500, "boom", 30.0, 0.0),
             Attempt("good", "p2", latency_ms=400.0),
         ],
+        cooldowns=[{"provider": "p9", "reason": "5 consecutive errors", "remaining_s": 12.5}],
     )
 
 
@@ -128,14 +129,11 @@ def test_no_decision_means_no_reward_rows() -> None:
 
 
 def test_policy_falls_back_to_defaults_and_reads_the_decision_when_present() -> None:
-    """Budgets come from decision.policy when a later Decision carries it, else defaults."""
+    """Budgets come from the decision's policy when it has one, else the defaults."""
     o = ok_outcome()
     assert policy_of(o, POLICY).max_latency_ms == 2000
-
-    class WithPolicy:
-        policy = Policy(max_budget_usd=1.0, max_latency_ms=5)
-
-    o.decision = WithPolicy()  # type: ignore[assignment]
+    assert o.decision is not None
+    o.decision.policy = Policy(max_budget_usd=1.0, max_latency_ms=5)
     assert policy_of(o, POLICY).max_latency_ms == 5
 
 

@@ -203,3 +203,19 @@ def test_provider_gate_excludes_and_turns_into_503(rig: Rig) -> None:
     with pytest.raises(ServiceUnavailable, match="vault locked") as exc:
         rig.engine.prepare(chat(), rig.engine.policy())
     assert exc.value.status == 503
+
+
+def test_decision_carries_policy_cooldowns_and_rides_on_errors(rig: Rig) -> None:
+    """The decision keeps the policy and cooldowns in force; routing errors carry it."""
+    rig.health.cool_down("pa", 30, "rate limited (429)")
+    policy = rig.engine.policy("cheap")
+    d = rig.engine.plan(chat(), policy)
+    assert d.policy == policy
+    assert d.cooldowns == [{"provider": "pa", "reason": "rate limited (429)", "remaining_s": 30.0}]
+    with pytest.raises(NoEligibleModel) as exc:
+        rig.engine.prepare(chat(), rig.engine.policy(min_weight=10))
+    assert exc.value.decision is not None and set(exc.value.decision.excluded) == {
+        "small",
+        "mid",
+        "big",
+    }
