@@ -15,13 +15,24 @@ up. Only transient and fatal errors count toward the streak: a rate limit has it
 cooldown, and a context overflow is the request's fault, not the provider's.
 
 Times come from an injected monotonic clock, so tests move time instead of sleeping.
+
+Listeners (``add_listener``) hear ``(key, old_state, new_state)`` whenever a recorded
+outcome changes a key's state. Transitions that only the passing of time causes (down
+to half-open when a cooldown ends) are not announced: nothing records them.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tokenhub.types import Clock, ErrorClass, monotonic
+
+log = logging.getLogger("tokenhub.health")
+
+HealthListener = Callable[[str, str, str], None]
+"""Called with ``(key, old_state, new_state)`` after a recorded state change."""
 
 HEALTHY = "healthy"
 DEGRADED = "degraded"
@@ -96,12 +107,25 @@ class HealthTracker:
         self._cooldown_s = cooldown_s
         self._alpha = ema_alpha
         self._entries: dict[str, _Entry] = {}
+        self._listeners: list[HealthListener] = []
+
+    # -- listeners ---------------------------------------------------------------
+
+    def add_listener(self, listener: HealthListener) -> None:
+        """Call ``listener(key, old_state, new_state)`` on every recorded state change."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: HealthListener) -> None:
+        """Stop calling ``listener`` (no error when it was never added)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     # -- recording ---------------------------------------------------------------
 
     def record_success(self, key: str, latency_ms: float) -> None:
         """A request to ``key`` succeeded after ``latency_ms``."""
         e = self._entry(key)
+        before = self._state_name(e, self._clock()) if self._listeners else ""
         e.requests += 1
         e.consecutive = 0
         e.tripped = False
@@ -112,6 +136,8 @@ class HealthTracker:
             e.latency_ema_ms = float(latency_ms)
         else:
             e.latency_ema_ms += self._alpha * (latency_ms - e.latency_ema_ms)
+        if self._listeners:
+            self._announce(key, e, before)
 
     def record_failure(
         self,
@@ -123,6 +149,7 @@ class HealthTracker:
         """A request to ``key`` failed with ``error_class``; may trip the breaker."""
         e = self._entry(key)
         now = self._clock()
+        before = self._state_name(e, now) if self._listeners else ""
         cls = str(error_class)
         e.requests += 1
         e.trial_until = 0.0
@@ -131,13 +158,14 @@ class HealthTracker:
         e.last_error_at = now
         if cls not in _NOT_ERRORS:
             e.errors += 1
-        if cls not in _STREAK_CLASSES:
-            return
-        e.consecutive += 1
-        if e.tripped or e.consecutive >= self._down_after:
-            # A failed half-open trial (or a late failure while down) restarts the cooldown.
-            e.tripped = True
-            e.down_until = now + self._cooldown_s
+        if cls in _STREAK_CLASSES:
+            e.consecutive += 1
+            if e.tripped or e.consecutive >= self._down_after:
+                # A failed half-open trial (or a late failure while down) restarts the cooldown.
+                e.tripped = True
+                e.down_until = now + self._cooldown_s
+        if self._listeners:
+            self._announce(key, e, before)
 
     def cool_down(self, key: str, seconds: float, reason: str) -> None:
         """Make ``key`` unavailable for ``seconds`` whatever its state (429 Retry-After)."""
@@ -229,6 +257,17 @@ class HealthTracker:
         return {key: self._describe(key, now) for key in sorted(self._entries)}
 
     # -- internals ---------------------------------------------------------------
+
+    def _announce(self, key: str, e: _Entry, before: str) -> None:
+        after = self._state_name(e, self._clock())
+        if after == before:
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(key, before, after)
+            except Exception:
+                # A broken listener must never break the request that recorded the outcome.
+                log.exception("health listener failed for %s", key)
 
     def _entry(self, key: str) -> _Entry:
         e = self._entries.get(key)

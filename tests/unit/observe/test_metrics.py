@@ -1,0 +1,201 @@
+"""Metrics: values after known outcomes, bounded labels, live gauges, own registries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.unit.routing.fakes import FakeClock
+from tokenhub.observe.health import HealthTracker
+from tokenhub.observe.metrics import LATENCY_BUCKETS_MS, Metrics, MetricsSink
+from tokenhub.types import Attempt, Decision, ErrorClass, Outcome, Usage
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@dataclass
+class FakeCatalog:
+    providers: dict[str, Any] = field(default_factory=lambda: {"p1": object(), "p2": object()})
+    models: dict[str, Any] = field(default_factory=lambda: {"m1": object(), "m2": object()})
+
+
+def scrape(m: Metrics) -> Samples:
+    body, content_type = m.render()
+    assert content_type.startswith("text/plain")
+    out: Samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def outcome(**kw: Any) -> Outcome:
+    base: dict[str, Any] = {
+        "request_id": "r1",
+        "surface": "openai",
+        "started_at": 1.0,
+        "status": 200,
+        "latency_ms": 30.0,
+        "model": "m1",
+        "provider": "p1",
+        "usage": Usage(100, 20),
+        "cost_usd": 0.25,
+    }
+    base.update(kw)
+    return Outcome(**base)
+
+
+def test_request_counter_latency_cost_and_tokens_after_one_outcome() -> None:
+    """One outcome counts a request and feeds latency, cost and token metrics."""
+    m = Metrics(catalog=FakeCatalog())
+    m.observe(outcome())
+    m.observe(outcome(latency_ms=700.0, cost_usd=0.5, usage=Usage(1, 2)))
+    s = scrape(m)
+    labels = {"mode": "normal", "model": "m1", "provider": "p1", "status": "200"}
+    assert value(s, "tokenhub_requests_total", **labels) == 2
+    pair = {"model": "m1", "provider": "p1"}
+    assert value(s, "tokenhub_request_latency_ms_count", **pair) == 2
+    assert value(s, "tokenhub_request_latency_ms_sum", **pair) == 730.0
+    assert value(s, "tokenhub_request_latency_ms_bucket", le="40.0", **pair) == 1
+    assert value(s, "tokenhub_request_latency_ms_bucket", le="640.0", **pair) == 1
+    assert value(s, "tokenhub_request_latency_ms_bucket", le="1280.0", **pair) == 2
+    assert value(s, "tokenhub_cost_usd_total", **pair) == 0.75
+    assert value(s, "tokenhub_input_tokens_total", **pair) == 101
+    assert value(s, "tokenhub_output_tokens_total", **pair) == 22
+
+
+def test_latency_buckets_are_10_to_5120_ms_base_two() -> None:
+    """The latency histogram buckets double from 10 ms to 5120 ms."""
+    assert LATENCY_BUCKETS_MS == (10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120)
+    m = Metrics()
+    m.observe(outcome(latency_ms=9000.0))
+    les = {dict(k[1])["le"] for k in scrape(m) if k[0] == "tokenhub_request_latency_ms_bucket"}
+    assert les == {str(b) for b in LATENCY_BUCKETS_MS} | {"+Inf"}
+
+
+def test_time_to_first_token_only_for_streams() -> None:
+    """TTFT is observed for streamed requests and ignored for whole answers."""
+    m = Metrics()
+    m.observe(outcome(stream=True, ttft_ms=15.0))
+    m.observe(outcome(stream=False, ttft_ms=99.0))
+    s = scrape(m)
+    pair = {"model": "m1", "provider": "p1"}
+    assert value(s, "tokenhub_time_to_first_token_ms_count", **pair) == 1
+    assert value(s, "tokenhub_time_to_first_token_ms_sum", **pair) == 15.0
+
+
+def test_failovers_counted_by_error_class_for_attempts_moved_on_from() -> None:
+    """Each failed attempt followed by another counts one failover of its error class."""
+    attempts = [
+        Attempt("m1", "p1", error_class=ErrorClass.TRANSIENT, status=503),
+        Attempt("m2", "p2", error_class=ErrorClass.RATE_LIMITED, status=429),
+        Attempt("m1", "p1", error_class=ErrorClass.FATAL, status=400),
+    ]
+    m = Metrics()
+    m.observe(outcome(status=502, decision=Decision(attempts=attempts)))
+    s = scrape(m)
+    assert value(s, "tokenhub_failovers_total", error_class="transient") == 1
+    assert value(s, "tokenhub_failovers_total", error_class="rate_limited") == 1
+    assert value(s, "tokenhub_failovers_total", error_class="fatal") is None
+
+
+def test_labels_come_only_from_registered_ids_and_known_modes() -> None:
+    """Unregistered model/provider ids become "other", missing ones "none"; modes are bounded."""
+    m = Metrics(catalog=FakeCatalog())
+    m.observe(outcome(model="client-typed-junk", provider="nope", mode="made-up"))
+    m.observe(outcome(model=None, provider=None, status=400))
+    s = scrape(m)
+    other = {"mode": "other", "model": "other", "provider": "other", "status": "200"}
+    assert value(s, "tokenhub_requests_total", **other) == 1
+    none = {"mode": "normal", "model": "none", "provider": "none", "status": "400"}
+    assert value(s, "tokenhub_requests_total", **none) == 1
+    text = m.render()[0].decode()
+    assert "client-typed-junk" not in text and "made-up" not in text
+
+
+def test_error_messages_never_reach_the_metrics() -> None:
+    """An outcome's error text (which could quote anything) is not a label anywhere."""
+    m = Metrics()
+    m.observe(outcome(status=502, error="upstream said sk-live-SECRET", error_class="transient"))
+    assert "SECRET" not in m.render()[0].decode()
+
+
+def test_in_flight_gauge_follows_inc_and_dec() -> None:
+    """Requests in flight is read live at scrape time."""
+    m = Metrics()
+    m.in_flight_inc()
+    m.in_flight_inc()
+    m.in_flight_dec()
+    assert value(scrape(m), "tokenhub_requests_in_flight") == 1
+    assert m.in_flight == 1
+
+
+def test_recorder_and_vault_values_are_read_at_scrape_time() -> None:
+    """Bound callables for queue depth, dropped records and vault lock are read per scrape."""
+    m = Metrics()
+    live = {"depth": 3, "dropped": 7, "locked": True}
+    m.bind_recorder(lambda: int(live["depth"]), lambda: int(live["dropped"]))
+    m.bind_vault(lambda: bool(live["locked"]))
+    s = scrape(m)
+    assert value(s, "tokenhub_recorder_queue_depth") == 3
+    assert value(s, "tokenhub_recorder_dropped_total") == 7
+    assert value(s, "tokenhub_vault_locked") == 1
+    live.update(depth=0, locked=False)
+    s = scrape(m)
+    assert value(s, "tokenhub_recorder_queue_depth") == 0
+    assert value(s, "tokenhub_vault_locked") == 0
+
+
+def test_unbound_live_values_read_zero() -> None:
+    """Before the recorder and vault are bound their gauges read zero."""
+    s = scrape(Metrics())
+    assert value(s, "tokenhub_recorder_queue_depth") == 0
+    assert value(s, "tokenhub_recorder_dropped_total") == 0
+    assert value(s, "tokenhub_vault_locked") == 0
+
+
+def test_provider_health_gauge_reads_the_tracker_per_registered_provider() -> None:
+    """Health gauge: 0 healthy, 1 degraded, 2 down; endpoint keys are not exported."""
+    clock = FakeClock()
+    tracker = HealthTracker(clock=clock, degraded_after=2, down_after=3)
+    catalog = FakeCatalog(providers={"ok": 1, "deg": 1, "dead": 1})
+    m = Metrics(catalog=catalog, health=tracker)
+    for _ in range(2):
+        tracker.record_failure("deg", ErrorClass.TRANSIENT, "x")
+    for _ in range(3):
+        tracker.record_failure("dead", ErrorClass.TRANSIENT, "x")
+    tracker.record_failure("dead@http://127.0.0.1:1", ErrorClass.TRANSIENT, "x")
+    s = scrape(m)
+    assert value(s, "tokenhub_provider_health_state", provider="ok") == 0
+    assert value(s, "tokenhub_provider_health_state", provider="deg") == 1
+    assert value(s, "tokenhub_provider_health_state", provider="dead") == 2
+    assert "127.0.0.1" not in m.render()[0].decode()
+    tracker.record_success("dead", 5.0)
+    assert value(scrape(m), "tokenhub_provider_health_state", provider="dead") == 0
+
+
+def test_each_metrics_instance_has_its_own_registry() -> None:
+    """Two apps in one process do not share metric values."""
+    a, b = Metrics(), Metrics()
+    a.observe(outcome())
+    assert value(scrape(a), "tokenhub_cost_usd_total", model="m1", provider="p1") == 0.25
+    assert value(scrape(b), "tokenhub_cost_usd_total", model="m1", provider="p1") is None
+
+
+async def test_metrics_sink_observes_every_outcome_of_a_batch() -> None:
+    """The recorder's metrics sink counts each outcome of the batch it is given."""
+    m = Metrics()
+    sink = MetricsSink(m)
+    await sink.write([outcome(), outcome(status=502), outcome()])
+    s = scrape(m)
+    ok = {"mode": "normal", "model": "m1", "provider": "p1", "status": "200"}
+    bad = {**ok, "status": "502"}
+    assert sink.name == "metrics"
+    assert value(s, "tokenhub_requests_total", **ok) == 2
+    assert value(s, "tokenhub_requests_total", **bad) == 1
