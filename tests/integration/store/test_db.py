@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from tests.integration.store.conftest import sqlite_url
 from tokenhub.store.db import Database
 from tokenhub.store.providers import ProviderRepo
-from tokenhub.store.tables import metadata
+from tokenhub.store.schema import metadata
 from tokenhub.types import ProviderConfig
 
 
@@ -33,7 +33,7 @@ async def test_migrate_twice_is_a_no_op(db: Database) -> None:
     await ProviderRepo(db).upsert(ProviderConfig(id="p", type="mock"))
     before = await _version(db)
     await db.migrate()
-    assert await _version(db) == before == ["0001"]
+    assert await _version(db) == before == ["0006"]
     assert [p.id for p in await ProviderRepo(db).list()] == ["p"]
 
 
@@ -43,7 +43,7 @@ async def test_migrations_produce_exactly_the_declared_tables(db: Database) -> N
         diff = await conn.run_sync(_schema_diff)
         names = await conn.run_sync(lambda c: sorted(sa.inspect(c).get_table_names()))
     assert diff == []
-    assert names == ["alembic_version", "models", "providers", "settings"]
+    assert names == sorted(["alembic_version", *metadata.tables])
 
 
 async def test_sqlite_pragmas_apply_to_every_connection(tmp_path: Path) -> None:

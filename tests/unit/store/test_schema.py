@@ -8,7 +8,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tokenhub.store.db import MIGRATIONS_DIR, upsert
-from tokenhub.store.tables import metadata, models, providers
+from tokenhub.store.schema import metadata
+from tokenhub.store.tables import models, providers
 
 
 def _scripts() -> ScriptDirectory:
@@ -33,7 +34,10 @@ def test_constraints_follow_the_naming_convention() -> None:
     (fk,) = models.foreign_keys
     assert fk.constraint is not None and fk.constraint.name == "fk_models_provider_id_providers"
     assert fk.ondelete == "CASCADE"
-    assert sorted(metadata.tables) == ["models", "providers", "settings"]
+    assert {"models", "providers", "settings"} <= set(metadata.tables)
+    for table in metadata.tables.values():
+        if table.primary_key.columns:
+            assert table.primary_key.name == f"pk_{table.name}"
 
 
 @pytest.mark.parametrize("name,dialect", [("sqlite", sqlite), ("postgresql", postgresql)])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from tokenhub.store.tables import metadata
+from tokenhub.store.schema import metadata
 
 
 def run_migrations_online() -> None:
