@@ -1,109 +1,58 @@
 """build_app(settings): wires the services in the lifespan and mounts the routes.
 
 The returned ASGI app is a thin dispatcher: the hot chat routes are raw ASGI handlers,
-everything else (admin API, /v1/models, /healthz, docs) is served by FastAPI, whose
-lifespan owns every service and background task.
+everything else (admin API, /v1/models, /healthz, /metrics, docs) is served by FastAPI,
+whose lifespan owns every service and background task (``tokenhub.services``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tokenhub import __version__
 from tokenhub.api.admin import admin_router
-from tokenhub.api.hot import Dispatcher, hot_routes
+from tokenhub.api.admin_keys import KeysBundle, keys_router
+from tokenhub.api.admin_live import LiveBundle, live_router, metrics_router
+from tokenhub.api.admin_observe import ObserveBundle, observe_router
+from tokenhub.api.admin_security import SecurityBundle, security_router
+from tokenhub.api.admin_tsdb import tsdb_router
+from tokenhub.api.hot import Dispatcher, HotDeps, hot_routes
 from tokenhub.config import Settings
-from tokenhub.control import ControlPlane, CredentialStore
-from tokenhub.credentials import load_credentials_file
-from tokenhub.errors import TokenHubError
-from tokenhub.observe.health import HealthTracker
-from tokenhub.providers.registry import create_adapter
-from tokenhub.routing.catalog import Catalog
-from tokenhub.routing.config import RoutingConfig
-from tokenhub.routing.engine import RoutingEngine
-from tokenhub.store.db import Database
-from tokenhub.store.models import ModelRepo
-from tokenhub.store.providers import ProviderRepo
-from tokenhub.store.settings import SettingsRepo
+from tokenhub.errors import TokenHubError, TooManyRequests
+from tokenhub.security.admin_token import require_admin
+from tokenhub.security.guard import scope_for_path
+from tokenhub.services import Services, start_services, stop_services
 
 log = logging.getLogger("tokenhub")
-
-
-@dataclass
-class Services:
-    """Everything the lifespan creates, handed explicitly to the routes."""
-
-    settings: Settings
-    db: Database
-    catalog: Catalog
-    health: HealthTracker
-    engine: RoutingEngine
-    control: ControlPlane
-    started_at: float
 
 
 class ServiceHolder:
     """Filled by the lifespan; routes read it per request (no module state)."""
 
     services: Services | None = None
+    hot: HotDeps | None = None
 
     def get(self) -> Services:
         if self.services is None:
             raise RuntimeError("TokenHub is not started")
         return self.services
 
-
-async def start_services(settings: Settings) -> Services:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.database_url)
-    await db.start()
-    await db.migrate()
-    credentials = CredentialStore()
-    health = HealthTracker()
-    catalog = Catalog(lambda cfg: create_adapter(cfg, credentials.lookup))
-    engine = RoutingEngine(
-        catalog,
-        health,
-        RoutingConfig.from_dict(
-            {
-                "default_mode": settings.default_mode,
-                "max_budget_usd": settings.default_max_budget_usd,
-                "max_latency_ms": settings.default_max_latency_ms,
-            }
-        ),
-        timeout_s=settings.provider_timeout_secs,
-    )
-    control = ControlPlane(
-        providers=ProviderRepo(db),
-        models=ModelRepo(db),
-        kv=SettingsRepo(db),
-        catalog=catalog,
-        engine=engine,
-        credentials=credentials,
-    )
-    await control.load()
-    creds = load_credentials_file(settings.credentials_path)
-    if creds is not None:
-        await control.import_credentials(creds)
-    if settings.demo:
-        await control.register_demo_if_empty()
-    return Services(settings, db, catalog, health, engine, control, time.time())
-
-
-async def stop_services(s: Services) -> None:
-    await s.catalog.close()
-    await s.db.close()
+    def get_hot(self) -> HotDeps:
+        if self.hot is None:
+            raise RuntimeError("TokenHub is not started")
+        return self.hot
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -117,23 +66,51 @@ def _error_response(err: TokenHubError) -> Response:
     return json_response({"error": body}, err.status, err.headers)
 
 
-def build_api(settings: Settings, holder: ServiceHolder) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        holder.services = await start_services(settings)
-        # Everything imported and built so far lives as long as the process: move it out
-        # of the collector's sight, or each full collection rescans ~100k objects (~80 ms
-        # pauses under load, measured in bench/).
-        gc.collect()
-        gc.freeze()
-        try:
-            yield
-        finally:
-            await stop_services(holder.services)
-            holder.services = None
+def hot_deps(s: Services) -> HotDeps:
+    return HotDeps(
+        engine=s.engine,
+        guard=s.guard,
+        limiter=s.limiter,
+        client_ip=s.client_ip,
+        ip_rate=s.settings.rate_limit_rps,
+        ip_burst=s.settings.rate_limit_burst,
+        recorder=s.recorder,
+        metrics=s.metrics,
+        tracing=s.tracing,
+        max_body=s.settings.max_body_bytes,
+        cors_origins=frozenset(o.encode() for o in s.settings.cors_origins),
+    )
 
-    api = FastAPI(title="TokenHub", version=__version__, lifespan=lifespan)
 
+def _admin_limit(holder: ServiceHolder) -> Callable[[Request], Any]:
+    """The tighter per-IP bucket in front of every admin route."""
+
+    async def limit(request: Request) -> None:
+        s = holder.get()
+        peer = request.client.host if request.client else None
+        ip = s.client_ip.resolve(peer, request.headers.get("x-forwarded-for"))
+        wait = await s.limiter.check_ip(
+            ip,
+            rate=s.settings.admin_rate_limit_rps,
+            burst=s.settings.admin_rate_limit_burst,
+            scope="admin",
+        )
+        if wait > 0:
+            raise TooManyRequests("admin rate limit exceeded", retry_after=wait)
+
+    return limit
+
+
+def _client_key(holder: ServiceHolder) -> Callable[[Request], Any]:
+    """The public /v1 routes FastAPI serves (/v1/models) need a valid client key too."""
+
+    async def check(request: Request) -> None:
+        await holder.get().guard.authenticate(request.headers.raw, scope_for_path(request.url.path))
+
+    return check
+
+
+def _install_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(TokenHubError)
     async def _th_error(_: Request, err: TokenHubError) -> Response:
         return _error_response(err)
@@ -149,9 +126,45 @@ def build_api(settings: Settings, holder: ServiceHolder) -> FastAPI:
         body = {"message": message, "type": "invalid_request_error", "details": problems}
         return json_response({"error": body}, 422)
 
-    api.include_router(admin_router(lambda: holder.get().control))
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, err: StarletteHTTPException) -> Response:
+        body = {"message": str(err.detail), "type": "invalid_request_error", "code": None}
+        return json_response({"error": body}, err.status_code, dict(err.headers or {}))
 
-    @api.get("/v1/models", tags=["public"])
+
+def _mount_admin(api: FastAPI, holder: ServiceHolder) -> None:
+    guards = [
+        Depends(_admin_limit(holder)),
+        Depends(require_admin(lambda: holder.get().admin_token)),
+    ]
+    get = holder.get
+    api.include_router(
+        admin_router(lambda: get().control, lambda: get().audit), dependencies=guards
+    )
+    api.include_router(
+        security_router(
+            lambda: SecurityBundle(
+                get().vault, get().admin_token, get().audit, get().throttle, get().credentials
+            )
+        ),
+        dependencies=guards,
+    )
+    api.include_router(
+        keys_router(lambda: KeysBundle(get().keyring, get().budgets), lambda: get().audit),
+        dependencies=guards,
+    )
+    api.include_router(
+        observe_router(lambda: ObserveBundle(get().logs, get().stats, get().recorder)),
+        dependencies=guards,
+    )
+    live = lambda: LiveBundle(get().metrics, get().events, get().health, get().catalog)  # noqa: E731
+    api.include_router(live_router(live), dependencies=guards)
+    api.include_router(tsdb_router(lambda: get().tsdb), dependencies=guards)
+    api.include_router(metrics_router(live))
+
+
+def _mount_public(api: FastAPI, holder: ServiceHolder) -> None:
+    @api.get("/v1/models", tags=["public"], dependencies=[Depends(_client_key(holder))])
     async def list_models() -> dict[str, Any]:
         s = holder.get()
         data = [
@@ -172,6 +185,35 @@ def build_api(settings: Settings, holder: ServiceHolder) -> FastAPI:
         }
         return json_response(body, 200 if models else 503)
 
+
+def build_api(settings: Settings, holder: ServiceHolder) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        services = await start_services(settings)
+        holder.services, holder.hot = services, hot_deps(services)
+        # Everything imported and built so far lives as long as the process: move it out
+        # of the collector's sight, or each full collection rescans ~100k objects (~80 ms
+        # pauses under load, measured in bench/).
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            await stop_services(services)
+            holder.services = holder.hot = None
+
+    api = FastAPI(title="TokenHub", version=__version__, lifespan=lifespan)
+    if settings.cors_origins:
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "X-TokenHub-Model", "X-TokenHub-Provider"],
+        )
+    _install_error_handlers(api)
+    _mount_admin(api, holder)
+    _mount_public(api, holder)
     return api
 
 
@@ -179,4 +221,11 @@ def build_app(settings: Settings) -> Dispatcher:
     """The whole gateway as one ASGI app (run its lifespan to start it)."""
     holder = ServiceHolder()
     api = build_api(settings, holder)
-    return Dispatcher(hot_routes(lambda: holder.get().engine, settings.max_body_bytes), api)
+    app = Dispatcher(hot_routes(holder.get_hot), api)
+
+    def on_exit_signal() -> None:
+        if holder.services is not None:
+            asyncio.get_running_loop().create_task(holder.services.events.stop())
+
+    app.on_exit_signal = on_exit_signal
+    return app

@@ -18,6 +18,7 @@ from tokenhub.providers.registry import ADAPTER_TYPES
 from tokenhub.routing.catalog import Catalog
 from tokenhub.routing.config import RoutingConfig
 from tokenhub.routing.engine import RoutingEngine
+from tokenhub.security.vault import Credentials, VaultLocked
 from tokenhub.store.models import ModelRepo
 from tokenhub.store.providers import ProviderRepo
 from tokenhub.store.settings import SettingsRepo
@@ -29,26 +30,6 @@ ROUTING_CONFIG_KEY = "routing_config"
 DISCOVERED_WEIGHT = 5
 
 
-class CredentialStore:
-    """Provider API keys, in memory. The one seam adapters read keys through; the
-    encrypted vault replaces what sits behind it, not its callers."""
-
-    def __init__(self) -> None:
-        self._keys: dict[str, str] = {}
-
-    def lookup(self, provider_id: str) -> str | None:
-        return self._keys.get(provider_id)
-
-    def put(self, provider_id: str, key: str) -> None:
-        self._keys[provider_id] = key
-
-    def drop(self, provider_id: str) -> None:
-        self._keys.pop(provider_id, None)
-
-    def has(self, provider_id: str) -> bool:
-        return provider_id in self._keys
-
-
 class ControlPlane:
     def __init__(
         self,
@@ -58,7 +39,7 @@ class ControlPlane:
         kv: SettingsRepo,
         catalog: Catalog,
         engine: RoutingEngine,
-        credentials: CredentialStore,
+        credentials: Credentials,
     ) -> None:
         self.providers = providers
         self.models = models
@@ -86,7 +67,10 @@ class ControlPlane:
     async def import_credentials(self, creds: CredentialsFile) -> None:
         """Upsert what the credentials file declares (idempotent at every start)."""
         for key_owner, key in creds.api_keys.items():
-            self.credentials.put(key_owner, key)
+            try:
+                await self.credentials.put(key_owner, key)
+            except VaultLocked:
+                log.warning("vault locked: provider key for %s not imported this time", key_owner)
         for p in creds.providers:
             await self.providers.upsert(p)
             await self.catalog.set_provider(p)
@@ -122,7 +106,7 @@ class ControlPlane:
         if cfg.id == DEMO_PROVIDER_ID:
             raise Unprocessable(f"id: {DEMO_PROVIDER_ID!r} is reserved for the demo provider")
         if api_key:
-            self.credentials.put(cfg.id, api_key)
+            await self.credentials.put(cfg.id, api_key)  # VaultLocked: 503, nothing changed
         await self.providers.upsert(cfg)
         await self._retire_demo()
         await self.catalog.set_provider(cfg)
@@ -142,7 +126,7 @@ class ControlPlane:
     async def delete_provider(self, provider_id: str) -> None:
         if not await self.providers.delete(provider_id):
             raise NotFound(f"provider {provider_id!r} not found")
-        self.credentials.drop(provider_id)
+        await self.credentials.drop(provider_id)
         await self.catalog.remove_provider(provider_id)
 
     async def discover(self, provider_id: str, *, register: bool) -> dict[str, Any]:

@@ -16,12 +16,19 @@ from tests.conftest import free_port
 from tokenhub.app import build_app
 from tokenhub.config import Settings, load_settings
 
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
 
 @dataclass
 class Gateway:
+    """A running gateway: ``admin`` carries the admin token, ``client`` a client key
+    with every scope (``api_key``), for the /v1 routes."""
+
     url: str  # http://127.0.0.1:PORT
     settings: Settings
     admin: httpx.AsyncClient
+    client: httpx.AsyncClient
+    api_key: str
 
     @property
     def v1(self) -> str:
@@ -46,6 +53,12 @@ def gateway_settings(tmp_path: Path, **env: str) -> Settings:
         "TOKENHUB_DATA_DIR": str(tmp_path / "data"),
         "TOKENHUB_CREDENTIALS_FILE": str(tmp_path / "credentials"),
         "TOKENHUB_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+        "TOKENHUB_ADMIN_TOKEN": ADMIN_TOKEN,
+        # Tests fire requests far faster than a person: limits are tested on their own.
+        "TOKENHUB_RATE_LIMIT_RPS": "100000",
+        "TOKENHUB_RATE_LIMIT_BURST": "100000",
+        "TOKENHUB_ADMIN_RATE_LIMIT_RPS": "100000",
+        "TOKENHUB_ADMIN_RATE_LIMIT_BURST": "100000",
     }
     base.update({f"TOKENHUB_{k.upper()}": v for k, v in env.items()})
     return load_settings(base)
@@ -53,8 +66,9 @@ def gateway_settings(tmp_path: Path, **env: str) -> Settings:
 
 @asynccontextmanager
 async def run_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    app = build_app(settings)
     config = uvicorn.Config(
-        build_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         lifespan="on",
@@ -73,9 +87,19 @@ async def run_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         task.result()
         raise RuntimeError("gateway did not start")
     url = f"http://{settings.host}:{settings.port}"
-    async with httpx.AsyncClient(base_url=url, timeout=10) as admin:
-        try:
-            yield Gateway(url, settings, admin)
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, 15)
+    admin = httpx.AsyncClient(
+        base_url=url, timeout=10, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    try:
+        r = await admin.post("/admin/v1/apikeys", json={"name": "harness"})
+        assert r.status_code == 201, r.text
+        key = r.json()["key"]
+        async with httpx.AsyncClient(
+            base_url=url, timeout=10, headers={"Authorization": f"Bearer {key}"}
+        ) as client:
+            yield Gateway(url, settings, admin, client, key)
+    finally:
+        await admin.aclose()
+        app.begin_shutdown()
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)

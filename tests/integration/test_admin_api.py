@@ -62,7 +62,7 @@ async def test_slashed_model_routes_by_hint(tmp_path: Path, fake_openai: FakeOpe
         await g.add_provider("vl", "vllm", [fake_openai.base_url])
         await g.add_model(SLASHED, "vl", weight=2)
         await g.add_model("other", "vl", weight=9)
-        c = openai.AsyncOpenAI(base_url=g.v1, api_key="x", max_retries=0)
+        c = openai.AsyncOpenAI(base_url=g.v1, api_key=g.api_key, max_retries=0)
         raw = await c.chat.completions.with_raw_response.create(
             model=SLASHED, messages=[{"role": "user", "content": "hi"}]
         )

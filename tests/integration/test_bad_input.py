@@ -57,7 +57,7 @@ BAD_OPENAI = [
 @pytest.mark.parametrize(("body", "needle"), BAD_OPENAI)
 async def test_openai_surface_rejects_bad_bodies(gw: Gateway, body: bytes, needle: str) -> None:
     """Bad chat-completions bodies get a 400 OpenAI error naming the problem."""
-    r = await gw.admin.post(
+    r = await gw.client.post(
         "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
     )
     assert_openai_error(r, 400, needle)
@@ -81,7 +81,7 @@ BAD_ANTHROPIC = [
 @pytest.mark.parametrize(("body", "needle"), BAD_ANTHROPIC)
 async def test_anthropic_surface_rejects_bad_bodies(gw: Gateway, body: bytes, needle: str) -> None:
     """Bad messages bodies get a 400 Anthropic error naming the problem."""
-    r = await gw.admin.post("/v1/messages", content=body)
+    r = await gw.client.post("/v1/messages", content=body)
     assert_anthropic_error(r, 400, needle)
 
 
@@ -97,7 +97,7 @@ async def test_anthropic_surface_rejects_bad_bodies(gw: Gateway, body: bytes, ne
 )
 async def test_native_policy_ranges(gw: Gateway, policy: dict[str, Any], needle: str) -> None:
     """Out-of-range or unknown policy values are 400s naming the field."""
-    r = await gw.admin.post("/v1/chat", json={"request": {"messages": MSG}, "policy": policy})
+    r = await gw.client.post("/v1/chat", json={"request": {"messages": MSG}, "policy": policy})
     assert_openai_error(r, 400, needle)
 
 
@@ -105,7 +105,7 @@ async def test_native_policy_ranges(gw: Gateway, policy: dict[str, Any], needle:
 async def test_oversized_body_is_413(gw: Gateway, path: str) -> None:
     """A body over TOKENHUB_MAX_BODY_BYTES is refused with 413."""
     big = {"model": "x", "max_tokens": 5, "messages": [{"role": "user", "content": "a" * 8000}]}
-    r = await gw.admin.post(path, json=big)
+    r = await gw.client.post(path, json=big)
     assert r.status_code == 413
     if path == "/v1/messages":
         assert r.json()["error"]["type"] == "request_too_large"
@@ -115,7 +115,7 @@ async def test_oversized_body_is_413(gw: Gateway, path: str) -> None:
 
 async def test_budget_too_small_lists_exclusions(gw: Gateway) -> None:
     """No eligible model is a 502 that says why each model was excluded."""
-    r = await gw.admin.post(
+    r = await gw.client.post(
         "/v1/chat",
         json={
             "request": {"messages": MSG, "parameters": {"max_tokens": 100}},
@@ -130,5 +130,5 @@ async def test_budget_too_small_lists_exclusions(gw: Gateway) -> None:
 
 async def test_unknown_route_and_method(gw: Gateway) -> None:
     """Unknown paths are 404 and wrong methods 405, never 500."""
-    assert (await gw.admin.get("/v1/nope")).status_code == 404
-    assert (await gw.admin.get("/v1/chat/completions")).status_code in (404, 405)
+    assert (await gw.client.get("/v1/nope")).status_code == 404
+    assert (await gw.client.get("/v1/chat/completions")).status_code in (404, 405)

@@ -26,7 +26,7 @@ async def second_openai() -> AsyncIterator[FakeOpenAI]:
 
 
 def client(g: Gateway) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=g.v1, api_key="unused", max_retries=0)
+    return openai.AsyncOpenAI(base_url=g.v1, api_key=g.api_key, max_retries=0)
 
 
 async def test_transient_then_success_retries_same_model(
@@ -128,7 +128,7 @@ async def test_all_fail_gives_502_with_attempts(tmp_path: Path, fake_openai: Fak
     async with run_gateway(gateway_settings(tmp_path, demo="false")) as g:
         await g.add_provider("a", "openai", fake_openai.base_url, api_key="k")
         await g.add_model("m-a", "a")
-        r = await g.admin.post(
+        r = await g.client.post(
             "/v1/messages", json={"model": "m-a", "max_tokens": 5, "messages": MSG}
         )
         assert r.status_code == 502
@@ -176,7 +176,7 @@ async def test_mid_stream_upstream_failure_ends_with_error_event(
         else:
             body = {"model": "m-a", "messages": MSG, "stream": True, "max_tokens": 20}
             path = "/v1/messages"
-        async with g.admin.stream("POST", path, json=body) as r:
+        async with g.client.stream("POST", path, json=body) as r:
             assert r.status_code == 200
             text = (await r.aread()).decode()
         if surface == "openai":
@@ -224,7 +224,9 @@ async def test_client_disconnect_cancels_upstream(tmp_path: Path) -> None:
             await g.add_provider("slow", "openai", f"http://127.0.0.1:{port}", api_key="k")
             await g.add_model("m-slow", "slow")
             async with (
-                httpx.AsyncClient(base_url=g.url) as c,
+                httpx.AsyncClient(
+                    base_url=g.url, headers={"Authorization": f"Bearer {g.api_key}"}
+                ) as c,
                 c.stream(
                     "POST",
                     "/v1/chat/completions",
@@ -256,6 +258,6 @@ async def test_anthropic_rate_limit_to_openai(
         await g.add_provider("oa", "openai", fake_openai.base_url, api_key="k")
         await g.add_model("claude", "an", weight=9)
         await g.add_model("gpt", "oa", weight=3)
-        c = anthropic.AsyncAnthropic(base_url=g.url, api_key="x", max_retries=0)
+        c = anthropic.AsyncAnthropic(base_url=g.url, api_key=g.api_key, max_retries=0)
         msg = await c.messages.create(model="claude", max_tokens=10, messages=MSG)
         assert msg.content[0].text == "from openai"

@@ -46,11 +46,11 @@ async def gw(
 
 
 def oai(g: Gateway) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=g.v1, api_key="unused", max_retries=0)
+    return openai.AsyncOpenAI(base_url=g.v1, api_key=g.api_key, max_retries=0)
 
 
 def ant(g: Gateway) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=g.url, api_key="unused", max_retries=0)
+    return anthropic.AsyncAnthropic(base_url=g.url, api_key=g.api_key, max_retries=0)
 
 
 async def test_openai_sdk_to_openai_upstream(gw: Gateway, fake_openai: FakeOpenAI) -> None:
@@ -202,7 +202,7 @@ async def test_streamed_tool_call_translated(gw: Gateway, fake_anthropic: FakeAn
 async def test_native_envelope(gw: Gateway, fake_openai: FakeOpenAI) -> None:
     """/v1/chat answers with the negotiated model, cost estimate and reason."""
     fake_openai.script(Reply(text="native ok", usage=(1000, 500)))
-    r = await gw.admin.post(
+    r = await gw.client.post(
         "/v1/chat",
         json={
             "request": {

@@ -78,7 +78,7 @@ async def test_credentials_file_upserted_idempotently(
             models = {m["id"]: m for m in (await g.admin.get("/admin/v1/models")).json()["models"]}
             assert set(models) == {"auto/one", "auto/two"}
             assert models["auto/one"]["weight"] == 9 and models["auto/two"]["weight"] == 5
-            c = openai.AsyncOpenAI(base_url=g.v1, api_key="x", max_retries=0)
+            c = openai.AsyncOpenAI(base_url=g.v1, api_key=g.api_key, max_retries=0)
             await c.chat.completions.create(
                 model="auto/one", messages=[{"role": "user", "content": "hi"}]
             )

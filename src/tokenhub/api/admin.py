@@ -5,14 +5,14 @@ arrives with the security layer as one more dependency there). Handlers only tra
 HTTP to control-plane calls; rules live in ``tokenhub.control``.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.params import Depends as DependsParam
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tokenhub.control import ControlPlane
+from tokenhub.security.audit import AuditLog, audit_on
 from tokenhub.types import ModelConfig, ProviderConfig
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$"
@@ -130,29 +130,38 @@ def model_view(m: ModelConfig) -> dict[str, Any]:
 
 
 def admin_router(
-    control: Callable[[], ControlPlane], guards: Sequence[DependsParam] = ()
+    control: Callable[[], ControlPlane], audit: Callable[[], AuditLog] | None = None
 ) -> APIRouter:
-    """All /admin/v1 routes; ``guards`` are the dependencies that protect them."""
-    router = APIRouter(prefix="/admin/v1", dependencies=list(guards), tags=["admin"])
+    """Providers, models and routing routes (the app attaches authentication); every
+    mutation is audited when ``audit`` is given."""
+    router = APIRouter(prefix="/admin/v1", tags=["admin"])
     CP = Annotated[ControlPlane, Depends(control)]
+
+    def audited(action: str, param: str | None = None) -> list[Any]:
+        return [] if audit is None else [audit_on(audit, action, param)]
 
     @router.get("/providers")
     async def list_providers(cp: CP) -> dict[str, Any]:
         items = sorted(cp.catalog.providers.values(), key=lambda p: p.id)
         return {"providers": [provider_view(cp, p) for p in items]}
 
-    @router.post("/providers", status_code=201)
-    async def put_provider(body: ProviderIn, cp: CP) -> dict[str, Any]:
+    @router.post("/providers", status_code=201, dependencies=audited("provider.create"))
+    async def put_provider(body: ProviderIn, cp: CP, request: Request) -> dict[str, Any]:
+        request.state.audit_resource = body.id
         cfg = await cp.put_provider(body.config(), body.api_key)
         return provider_view(cp, cfg)
 
-    @router.patch("/providers/{provider_id}")
+    @router.patch(
+        "/providers/{provider_id}", dependencies=audited("provider.update", "provider_id")
+    )
     async def patch_provider(provider_id: str, body: ProviderPatch, cp: CP) -> dict[str, Any]:
         changes = body.model_dump(exclude_unset=True)
         cfg = await cp.patch_provider(provider_id, changes)
         return provider_view(cp, cfg)
 
-    @router.delete("/providers/{provider_id}")
+    @router.delete(
+        "/providers/{provider_id}", dependencies=audited("provider.delete", "provider_id")
+    )
     async def delete_provider(provider_id: str, cp: CP) -> dict[str, Any]:
         await cp.delete_provider(provider_id)
         return {"deleted": provider_id}
@@ -163,21 +172,29 @@ def admin_router(
     ) -> dict[str, Any]:
         return await cp.discover(provider_id, register=register)
 
+    @router.post(
+        "/providers/{provider_id}/discover",
+        dependencies=audited("provider.discover", "provider_id"),
+    )
+    async def discover_and_register(provider_id: str, cp: CP) -> dict[str, Any]:
+        return await cp.discover(provider_id, register=True)
+
     @router.get("/models")
     async def list_models(cp: CP) -> dict[str, Any]:
         items = sorted(cp.catalog.models.values(), key=lambda m: m.id)
         return {"models": [model_view(m) for m in items]}
 
-    @router.post("/models", status_code=201)
-    async def put_model(body: ModelIn, cp: CP) -> dict[str, Any]:
+    @router.post("/models", status_code=201, dependencies=audited("model.create"))
+    async def put_model(body: ModelIn, cp: CP, request: Request) -> dict[str, Any]:
+        request.state.audit_resource = body.id
         return model_view(await cp.put_model(body.config()))
 
-    @router.patch("/models/{model_id:path}")
+    @router.patch("/models/{model_id:path}", dependencies=audited("model.update", "model_id"))
     async def patch_model(model_id: str, body: ModelPatch, cp: CP) -> dict[str, Any]:
         changes = body.model_dump(exclude_unset=True)
         return model_view(await cp.patch_model(model_id, changes))
 
-    @router.delete("/models/{model_id:path}")
+    @router.delete("/models/{model_id:path}", dependencies=audited("model.delete", "model_id"))
     async def delete_model(model_id: str, cp: CP) -> dict[str, Any]:
         await cp.delete_model(model_id)
         return {"deleted": model_id}
@@ -186,7 +203,7 @@ def admin_router(
     async def get_routing_config(cp: CP) -> dict[str, Any]:
         return cp.engine.config.to_dict()
 
-    @router.put("/routing-config")
+    @router.put("/routing-config", dependencies=audited("routing-config.update"))
     async def put_routing_config(body: dict[str, Any], cp: CP) -> dict[str, Any]:
         return (await cp.put_routing_config(body)).to_dict()
 

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tokenhub.security.apikeys import KeyRecord, KeyRing
+from tokenhub.security.audit import AuditLog, audit_on
 from tokenhub.security.budget import Budgets
 
 
@@ -100,10 +101,16 @@ def key_view(rec: KeyRecord, spend_usd: float, now: float) -> dict[str, Any]:
     }
 
 
-def keys_router(get: Callable[[], KeysBundle]) -> APIRouter:
-    """The /admin/v1/apikeys routes (the app attaches authentication)."""
+def keys_router(
+    get: Callable[[], KeysBundle], audit: Callable[[], AuditLog] | None = None
+) -> APIRouter:
+    """The /admin/v1/apikeys routes (the app attaches authentication); mutations are
+    audited as apikey.create / update / revoke / rotate when ``audit`` is given."""
     router = APIRouter(prefix="/admin/v1", tags=["apikeys"])
     Bundle = Annotated[KeysBundle, Depends(get)]
+
+    def audited(action: str) -> list[Any]:
+        return [] if audit is None else [audit_on(audit, action, "key_id")]
 
     async def view(b: KeysBundle, rec: KeyRecord) -> dict[str, Any]:
         spend = await b.budgets.month_to_date_usd(rec.id)
@@ -116,26 +123,27 @@ def keys_router(get: Callable[[], KeysBundle]) -> APIRouter:
         now = b.keyring.now()
         return {"apikeys": [key_view(r, spend[r.id], now) for r in recs]}
 
-    @router.post("/apikeys", status_code=201)
-    async def create_key(body: KeyIn, b: Bundle) -> dict[str, Any]:
+    @router.post("/apikeys", status_code=201, dependencies=audited("apikey.create"))
+    async def create_key(body: KeyIn, b: Bundle, request: Request) -> dict[str, Any]:
         rec, key = await b.keyring.create(**body.model_dump())
+        request.state.audit_resource = rec.id
         return {**await view(b, rec), "key": key}
 
     @router.get("/apikeys/{key_id}")
     async def get_key(key_id: str, b: Bundle) -> dict[str, Any]:
         return await view(b, await b.keyring.get(key_id))
 
-    @router.patch("/apikeys/{key_id}")
+    @router.patch("/apikeys/{key_id}", dependencies=audited("apikey.update"))
     async def patch_key(key_id: str, body: KeyPatch, b: Bundle) -> dict[str, Any]:
         rec = await b.keyring.update(key_id, body.model_dump(exclude_unset=True))
         return await view(b, rec)
 
-    @router.delete("/apikeys/{key_id}")
+    @router.delete("/apikeys/{key_id}", dependencies=audited("apikey.revoke"))
     async def delete_key(key_id: str, b: Bundle) -> dict[str, Any]:
         await b.keyring.delete(key_id)
         return {"deleted": key_id}
 
-    @router.post("/apikeys/{key_id}/rotate")
+    @router.post("/apikeys/{key_id}/rotate", dependencies=audited("apikey.rotate"))
     async def rotate_key(key_id: str, b: Bundle) -> dict[str, Any]:
         rec, key = await b.keyring.rotate(key_id)
         return {**await view(b, rec), "key": key}

@@ -33,6 +33,7 @@ from tokenhub.errors import (
     UpstreamFailed,
 )
 from tokenhub.observe.health import HealthTracker
+from tokenhub.observe.tracing import Tracing
 from tokenhub.providers.base import Adapter
 from tokenhub.routing.catalog import Catalog
 from tokenhub.routing.config import RoutingConfig
@@ -131,6 +132,7 @@ class RoutingEngine:
         # Why a provider cannot serve right now beyond its health (the vault being
         # locked, say), or None. Set by the app; excluded models carry the reason.
         self.provider_gate: ProviderGate | None = None
+        self.tracing: Tracing = Tracing.disabled()
 
     # -- policy and planning -------------------------------------------------------
 
@@ -357,7 +359,9 @@ class RoutingEngine:
         for retry in range(len(backoffs) + 1):
             started = self._clock()
             try:
-                result = await _guarded(call, adapter, target)
+                with self.tracing.attempt_span(model.id, model.provider_id):
+                    self.tracing.inject(target.headers)
+                    result = await _guarded(call, adapter, target)
             except ProviderError as exc:
                 latency_ms = (self._clock() - started) * 1000.0
                 attempt = _attempt(model, exc, latency_ms)

@@ -51,6 +51,8 @@ class AuditLog:
         self._repo = repo
         self._clock = clock
         self._pending: set[asyncio.Task[None]] = set()
+        # Told of every entry once stored (the app publishes admin-change events).
+        self.on_record: Callable[[AuditEntry], None] | None = None
 
     async def record(
         self,
@@ -73,6 +75,8 @@ class AuditLog:
         except Exception:
             # An audit write must not turn a done mutation into a 500; it is logged.
             log.exception("audit write failed for %s", action)
+        if self.on_record is not None:
+            self.on_record(entry)
 
     def record_nowait(
         self,
