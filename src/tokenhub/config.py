@@ -26,6 +26,7 @@ _FORMS = {
     "max_body_bytes": "a whole number of bytes from 1024 up",
     "demo": "true or false",
     "vault_enabled": "true or false",
+    "client_auth": "true or false",
     "vault_password": "a password of at least 8 characters",
     "vault_auto_lock_secs": "a positive number of seconds",
     "admin_token": "a token of at least 16 characters",
@@ -63,6 +64,7 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     demo: bool = True
     # Security (vault, admin token, client limits)
+    client_auth: bool = True  # false: /v1 without keys (benchmarks, closed rigs only)
     vault_enabled: bool = True
     vault_password: SecretStr | None = Field(None, min_length=8)
     vault_auto_lock_secs: float = Field(1800.0, gt=0)

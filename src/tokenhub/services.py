@@ -33,7 +33,7 @@ from tokenhub.security.apikeys import KeyRing
 from tokenhub.security.audit import AuditLog, vault_event_recorder
 from tokenhub.security.budget import Budgets
 from tokenhub.security.clientip import ClientIP
-from tokenhub.security.guard import Guard
+from tokenhub.security.guard import Guard, OpenGuard
 from tokenhub.security.limits import RateLimiter
 from tokenhub.security.vault import (
     Credentials,
@@ -188,7 +188,9 @@ async def start_services(settings: Settings) -> Services:
     keyring = KeyRing(ApiKeyRepo(db), state=state)
     budgets = Budgets(state, KeySpendRepo(db))
     limiter = RateLimiter(state)
-    guard = Guard(keyring, budgets, limiter)
+    guard = (Guard if settings.client_auth else OpenGuard)(keyring, budgets, limiter)
+    if not settings.client_auth:
+        log.warning("TOKENHUB_CLIENT_AUTH=false: /v1 routes accept requests without a key")
 
     metrics = Metrics(catalog=catalog, health=health)
     if vault is not None:

@@ -107,3 +107,17 @@ class Guard:
     async def release(self, res: Reservation) -> None:
         """Give the held amount back: the request cost nothing (once)."""
         await self.budgets.release(res)
+
+
+ANONYMOUS = KeyRecord(id="anonymous", digest="", prefix="", name="anonymous")
+
+
+class OpenGuard(Guard):
+    """``TOKENHUB_CLIENT_AUTH=false``: every request acts as one anonymous key with no
+    limits or budget (spend is still counted). For closed test rigs and for measuring
+    what authentication costs; never for a gateway others can reach."""
+
+    async def authenticate(
+        self, headers: Iterable[tuple[bytes, bytes]], scope: str | None
+    ) -> Principal:
+        return ANONYMOUS
