@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 
@@ -24,8 +26,9 @@ def main() -> None:
     logging.getLogger("tokenhub").info(
         "TokenHub listening on http://%s (data dir %s)", settings.listen_addr, settings.data_dir
     )
-    uvicorn.run(
-        build_app(settings),
+    app = build_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -35,6 +38,21 @@ def main() -> None:
         log_config=None,
         timeout_graceful_shutdown=30,
     )
+    _Server(config, app.begin_shutdown).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app when a stop signal arrives so long-lived
+    streams (the admin event stream) end instead of holding the drain up."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            self._on_exit()
+        super().handle_exit(sig, frame)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,11 @@ import time
 
 import orjson
 
-_STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's terminal copy of msg
+}
 
 
 class JsonFormatter(logging.Formatter):
