@@ -9,12 +9,19 @@ Each chat request takes the next scripted ``Reply`` (FIFO); when none is left it
 ``Reply()``. ``requests`` records every request except ``GET /health``; recorded
 headers are a dict with lower-cased keys that also answers lookups in any case
 (``headers["Authorization"]``). Streams follow the real event sequences of each API.
+
+``FakeOpenAI`` also serves ``POST /v1/embeddings`` from the same script: input ``i``
+gets ``fake_embedding(input, dims)`` (``dims`` = the request's ``dimensions`` or 4),
+base64-encoded when asked; ``Reply.usage[0]`` is the prompt token count, and
+``status``, ``headers``, ``delay_s``, ``body`` and ``break_after`` work as for chat.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import struct
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -114,6 +121,7 @@ class FakeUpstream:
         app.router.add_get("/health", self._health)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post(self.chat_path, self._chat)
+        self.add_routes(app)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -214,6 +222,9 @@ class FakeUpstream:
         return f"{prefix}{next(self._ids):06d}"
 
     # dialect hooks
+    def add_routes(self, app: web.Application) -> None:
+        """Register endpoints beyond health, models and chat (none by default)."""
+
     def models_body(self) -> Any:
         raise NotImplementedError
 
@@ -228,9 +239,45 @@ class FakeUpstream:
 
 
 class FakeOpenAI(FakeUpstream):
-    """``POST /v1/chat/completions`` like OpenAI (and vLLM), streamed or not."""
+    """``POST /v1/chat/completions`` like OpenAI (and vLLM), streamed or not, and
+    ``POST /v1/embeddings``."""
 
     chat_path = "/v1/chat/completions"
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/embeddings", self._embeddings)
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        reply = self._queue.popleft() if self._queue else Reply()
+        body = await request.json()
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        if reply.break_after is not None:
+            return self._drop(request)
+        if reply.body is not None:
+            return self._custom(reply, False)
+        if reply.status != 200:
+            return self._json(reply, self.error_body(reply.status), reply.status)
+        return self._json(reply, self.embedding_answer(reply, body), 200)
+
+    def embedding_answer(self, reply: Reply, body: dict[str, Any]) -> Any:
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) or _is_tokens(raw) else list(raw or [])
+        dims = int(body.get("dimensions") or 4)
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, item in enumerate(inputs):
+            vector: Any = fake_embedding(item, dims)
+            if as_base64:
+                vector = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        prompt = reply.usage[0]
+        return {
+            "object": "list",
+            "data": data,
+            "model": body.get("model"),
+            "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+        }
 
     def models_body(self) -> Any:
         return {
@@ -422,6 +469,15 @@ class FakeAnthropic(FakeUpstream):
             deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces(args, 2)]
             blocks.append((start, deltas))
         return blocks
+
+
+def fake_embedding(item: str | list[int], dims: int) -> list[float]:
+    """FakeOpenAI's vector for one input: ``len(item) + 0.5 * j`` (exact in float32)."""
+    return [float(len(item)) + 0.5 * j for j in range(dims)]
+
+
+def _is_tokens(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(x, int) for x in value)
 
 
 def _finish(reply: Reply) -> str:

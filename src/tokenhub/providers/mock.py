@@ -7,17 +7,23 @@ Options (``config.options``):
 - ``seed``: seed of that draw, so a run's failures are reproducible.
 - ``error_status`` (500): the status a failure pretends; classified like a real one.
 - ``models`` (list of ids): what ``list_models`` returns.
+- ``dims`` (int, 8): length of embedding vectors, unless a request asks for ``dimensions``.
 
 The answer is ``"[<model id>] "`` plus an echo of the last user message (cut to 200
 characters). Tokens are counted as whitespace-separated words. ``max_tokens`` cuts the
 answer (``finish_reason="length"``). With tools given and a last user message containing
 ``"call <tool name>"``, the answer is a call to that tool with arguments ``"{}"``.
+
+Embeddings (``embed``) are unit vectors drawn from a hash of each input (``mock_vector``),
+so equal inputs get equal vectors; an input's tokens are its words (or its token array).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import math
 import random
 import re
 import time
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 
 from tokenhub.errors import ProviderError
 from tokenhub.providers.base import CredentialLookup
+from tokenhub.providers.embeddings import EmbeddingRequest, EmbeddingResponse
 from tokenhub.providers.errors import classify
 from tokenhub.types import (
     ChatRequest,
@@ -42,12 +49,30 @@ from tokenhub.types import (
 )
 
 ECHO_CHARS = 200
+DEFAULT_DIMS = 8
 _WORD = re.compile(r"\S+\s*")
 
 
 def count_tokens(text: str) -> int:
     """The mock's token count: whitespace-separated words."""
     return len(text.split())
+
+
+def mock_vector(item: str | list[int], dims: int) -> list[float]:
+    """The mock's embedding of one input: a unit vector of ``dims`` floats from its hash."""
+    key = item.encode() if isinstance(item, str) else ",".join(map(str, item)).encode()
+    values: list[float] = []
+    block = 0
+    while len(values) < dims:
+        digest = hashlib.blake2b(key, digest_size=64, salt=block.to_bytes(16, "little")).digest()
+        # two bytes per value, mapped onto [-1, 1]
+        values += [
+            int.from_bytes(digest[i : i + 2], "little") / 32767.5 - 1.0 for i in range(0, 64, 2)
+        ]
+        block += 1
+    values = values[:dims]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
 
 
 @dataclass(slots=True)
@@ -72,6 +97,7 @@ class MockAdapter:
         self._failure_rate = float(opts.get("failure_rate", 0.0))
         self._error_status = int(opts.get("error_status", 500))
         self._models = [str(m) for m in opts.get("models", [])]
+        self._dims = int(opts.get("dims", DEFAULT_DIMS))
         self._random = random.Random(opts.get("seed"))
         self._ids = itertools.count(1)
 
@@ -100,6 +126,19 @@ class MockAdapter:
             call = answer.tool_call
             yield Chunk(tool_calls=[ToolCallDelta(0, call.id, call.name, call.arguments)])
         yield Chunk(finish_reason=answer.finish_reason, usage=answer.usage)
+
+    async def embed(self, req: EmbeddingRequest, target: Target) -> EmbeddingResponse:
+        """One ``mock_vector`` per input, after the configured latency (or failure)."""
+        await self._before_answer()
+        dims = req.dimensions or self._dims
+        tokens = sum(
+            count_tokens(item) if isinstance(item, str) else len(item) for item in req.inputs
+        )
+        return EmbeddingResponse(
+            model=target.model.id,
+            vectors=[mock_vector(item, dims) for item in req.inputs],
+            usage=Usage(prompt_tokens=tokens),
+        )
 
     async def list_models(self) -> list[str]:
         """The ids in ``options["models"]``."""

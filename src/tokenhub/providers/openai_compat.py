@@ -19,6 +19,12 @@ import orjson
 
 from tokenhub.errors import ProviderError
 from tokenhub.providers.base import CredentialLookup
+from tokenhub.providers.embeddings import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    build_embedding_body,
+    parse_embedding_response,
+)
 from tokenhub.providers.errors import stream_error, transport_error
 from tokenhub.providers.http import (
     TRANSPORT_ERRORS,
@@ -50,7 +56,8 @@ LIST_MODELS_TIMEOUT_S = 10.0
 
 
 class OpenAICompatAdapter:
-    """Speaks ``POST /v1/chat/completions`` to one OpenAI-compatible provider.
+    """Speaks ``POST /v1/chat/completions`` (and ``/v1/embeddings``: it is an
+    ``Embedder``) to one OpenAI-compatible provider.
 
     Subclasses choose the endpoint per call (``_pick_base``) and learn each call's
     outcome (``_record``); this class sends to ``config.base_url`` and ignores outcomes.
@@ -97,13 +104,18 @@ class OpenAICompatAdapter:
         return headers, secrets
 
     async def _post(
-        self, base: str, body: dict[str, Any], target: Target, limits: aiohttp.ClientTimeout
+        self,
+        base: str,
+        body: dict[str, Any],
+        target: Target,
+        limits: aiohttp.ClientTimeout,
+        path: str = "/chat/completions",
     ) -> aiohttp.ClientResponse:
         headers, secrets = self._headers(target)
         return await send(
             self._pool.get(),
             "POST",
-            api_url(base, "/chat/completions"),
+            api_url(base, path),
             body=orjson.dumps(body),
             headers=headers,
             limits=limits,
@@ -177,6 +189,19 @@ class OpenAICompatAdapter:
             )
         with body_shape(self.config.id):
             return parse_chunk(payload, raw)
+
+    async def embed(self, req: EmbeddingRequest, target: Target) -> EmbeddingResponse:
+        """Vectors from ``POST {base}/v1/embeddings``; ``raw`` is the upstream body."""
+        base = self._pick_base()
+        model = target.model.wire_name
+        with self._tracked(base):
+            body = build_embedding_body(req, model)
+            limits = whole_timeout(target.timeout_s)
+            resp = await self._post(base, body, target, limits, path="/embeddings")
+            raw = await read_body(resp, provider=self.config.id)
+            data = parse_json(raw, provider=self.config.id)
+            with body_shape(self.config.id):
+                return parse_embedding_response(data, raw, model)
 
     async def list_models(self) -> list[str]:
         """Ids from ``GET {base}/v1/models``."""
