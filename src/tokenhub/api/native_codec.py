@@ -8,7 +8,12 @@ Body::
                  "stream": bool, "meta": {...}},
      "policy": {"mode": str, "max_budget_usd": 0-100, "max_latency_ms": 0-300000,
                 "min_weight": 0-10},
-     "capabilities": {"planning": bool, ...}}
+     "capabilities": {"planning": bool, ...},
+     "output_format": {"type": "json"|"markdown"|"text"|"xml", "schema": object or JSON
+                       string, "max_tokens": int, "strip_think": bool}}
+
+``output_format`` is parsed by ``routing.shaping.parse_output_format`` (a bare type
+name such as ``"json"`` is accepted too); shaping is not applied to streams.
 
 Messages and parameters are parsed by the OpenAI codec under this envelope's field
 paths (``request.messages[0].role``, ``request.parameters.temperature``). The request
@@ -38,6 +43,7 @@ from tokenhub.api.validate import (
     opt_object,
     opt_str,
 )
+from tokenhub.routing.shaping import OutputFormat, parse_output_format
 from tokenhub.types import ChatRequest, ChatResponse, Decision
 
 render_error = openai_codec.render_error
@@ -54,6 +60,7 @@ class NativeRequest:
     min_weight: int | None = None
     capabilities: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    output_format: OutputFormat | None = None
 
 
 def parse_native_request(body: object, request_id: str, modes: Collection[str]) -> NativeRequest:
@@ -73,6 +80,7 @@ def parse_native_request(body: object, request_id: str, modes: Collection[str]) 
         min_weight=opt_int(policy, "min_weight", "policy", lo=0, hi=10),
         capabilities=capabilities,
         meta=opt_object(request, "meta", "request") or {},
+        output_format=_output_format(obj),
     )
 
 
@@ -89,6 +97,11 @@ def _chat(request: dict[str, Any], request_id: str) -> ChatRequest:
     chat.stream = opt_bool(request, "stream", "request") or False
     chat.stream_usage = chat.stream
     return chat
+
+
+def _output_format(obj: dict[str, Any]) -> OutputFormat | None:
+    value = obj.get("output_format")
+    return None if value is None else parse_output_format(value, "output_format")
 
 
 def _mode(policy: dict[str, Any], modes: Collection[str]) -> str | None:
