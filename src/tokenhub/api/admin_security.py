@@ -45,6 +45,14 @@ class SecurityBundle:
     credentials: Credentials | None = None
 
 
+class AdminTokenIn(BaseModel):
+    """Optional body of the rotation: the operator's own token (else a random one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str | None = Field(None, min_length=16, max_length=1024, pattern=r"^[\x21-\x7e]+$")
+
+
 class PasswordIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -169,8 +177,8 @@ def security_router(get: Callable[[], SecurityBundle]) -> APIRouter:
         return Response(status_code=204)
 
     @router.post("/admin-token/rotate", dependencies=audit("admin-token.rotate"))
-    async def rotate_admin_token(b: B) -> dict[str, Any]:
-        token = await b.admin_token.rotate()
+    async def rotate_admin_token(b: B, body: AdminTokenIn | None = None) -> dict[str, Any]:
+        token = await b.admin_token.rotate(body.token if body is not None else None)
         return {"admin_token": token, "note": "shown once; store it now"}
 
     @router.get("/audit")

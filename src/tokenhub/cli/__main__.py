@@ -1,0 +1,5 @@
+"""``python -m tokenhub.cli``: the same as ``tokenhubctl``."""
+
+from tokenhub.cli.main import main
+
+main()
