@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-MODES = ("cheap", "normal", "high_confidence", "planning", "adversarial")
+MODES = ("cheap", "normal", "high_confidence", "planning", "adversarial", "thompson")
 
 _FORMS = {
     "listen_addr": "HOST:PORT, e.g. 127.0.0.1:8080",

@@ -6,7 +6,7 @@ HTTP to control-plane calls; rules live in ``tokenhub.control``.
 """
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -73,9 +73,11 @@ class ModelIn(BaseModel):
     output_per_1k: float = Field(0.0, ge=0)
     enabled: bool = True
     upstream_id: str | None = None
+    kind: Literal["chat", "embedding"] = "chat"
 
     def config(self) -> ModelConfig:
-        return ModelConfig(**self.model_dump())
+        fields = self.model_dump(exclude={"kind"})
+        return ModelConfig(**fields, labels={"kind": self.kind})
 
 
 class ModelPatch(BaseModel):
@@ -88,6 +90,7 @@ class ModelPatch(BaseModel):
     output_per_1k: float | None = Field(None, ge=0)
     enabled: bool | None = None
     upstream_id: str | None = None
+    kind: Literal["chat", "embedding"] | None = None
 
 
 class SimulateIn(BaseModel):
@@ -125,6 +128,7 @@ def model_view(m: ModelConfig) -> dict[str, Any]:
         "output_per_1k": m.output_per_1k,
         "enabled": m.enabled,
         "upstream_id": m.upstream_id,
+        "kind": m.labels.get("kind", "chat"),
         "labels": m.labels,
     }
 
@@ -192,6 +196,10 @@ def admin_router(
     @router.patch("/models/{model_id:path}", dependencies=audited("model.update", "model_id"))
     async def patch_model(model_id: str, body: ModelPatch, cp: CP) -> dict[str, Any]:
         changes = body.model_dump(exclude_unset=True)
+        if "kind" in changes:
+            current = cp.catalog.models.get(model_id)
+            labels = dict(current.labels) if current is not None else {}
+            changes["labels"] = {**labels, "kind": changes.pop("kind")}
         return model_view(await cp.patch_model(model_id, changes))
 
     @router.delete("/models/{model_id:path}", dependencies=audited("model.delete", "model_id"))

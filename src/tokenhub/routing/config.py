@@ -35,6 +35,9 @@ _DEFAULT_PROFILES: Mapping[str, Profile] = MappingProxyType(
         "high_confidence": Profile(0.05, 0.1, 0.15, 0.7),
         "planning": Profile(0.1, 0.1, 0.2, 0.6),
         "adversarial": Profile(0.1, 0.1, 0.2, 0.6),
+        # Thompson sampling ranks by the bandit; this profile only serves when the
+        # engine has no bandit attached (then "thompson" routes like "normal").
+        "thompson": Profile(0.25, 0.25, 0.25, 0.25),
     }
 )
 

@@ -33,8 +33,10 @@ from tokenhub.errors import (
     UpstreamFailed,
 )
 from tokenhub.observe.health import HealthTracker
+from tokenhub.observe.logsink import token_bucket
 from tokenhub.observe.tracing import Tracing
 from tokenhub.providers.base import Adapter
+from tokenhub.routing.bandit import Bandit
 from tokenhub.routing.catalog import Catalog
 from tokenhub.routing.config import RoutingConfig
 from tokenhub.routing.scoring import Ranked, estimate_cost, expected_latency_ms, score
@@ -133,6 +135,8 @@ class RoutingEngine:
         # locked, say), or None. Set by the app; excluded models carry the reason.
         self.provider_gate: ProviderGate | None = None
         self.tracing: Tracing = Tracing.disabled()
+        # Ranks "thompson" requests; without one, "thompson" scores like "normal".
+        self.bandit: Bandit | None = None
 
     # -- policy and planning -------------------------------------------------------
 
@@ -197,6 +201,8 @@ class RoutingEngine:
         decision = Decision(mode=policy.mode, estimated_tokens=tokens, policy=policy)
         eligible = []
         for model in self.catalog.routable():
+            if model.labels.get("kind") == "embedding":
+                continue  # served by the embedding router, never a chat candidate
             why = self._exclusion(
                 model, tokens, req.max_tokens or 0, out_tokens, policy, cfg, decision
             )
@@ -204,13 +210,7 @@ class RoutingEngine:
                 eligible.append(model)
             else:
                 decision.excluded[model.id] = why
-        ranked = score(
-            eligible,
-            input_tokens=tokens,
-            output_tokens=out_tokens,
-            profile=cfg.profile(policy.mode),
-            health=self.health,
-        )
+        ranked = self._rank(eligible, tokens, out_tokens, policy, cfg)
         hint = self.catalog.find(req.model) if req.model else None
         ranked = _hint_first(ranked, hint)
         decision.ranked = [(r.model.id, round(r.score, 6)) for r in ranked]
@@ -219,6 +219,27 @@ class RoutingEngine:
             _choose(decision, top, _initial_reason(top, hint))
             decision.estimated_cost_usd = estimate_cost(top, tokens, out_tokens)
         return Plan(decision, ranked, hint, tokens, out_tokens)
+
+    def _rank(
+        self,
+        eligible: list[ModelConfig],
+        tokens: int,
+        out_tokens: int,
+        policy: Policy,
+        cfg: RoutingConfig,
+    ) -> list[Ranked]:
+        """Eligible models best first: by bandit samples in "thompson", else by score."""
+        if policy.mode == "thompson" and self.bandit is not None:
+            # The sampled value is the score, so the trace shows the draws in order.
+            draws = self.bandit.order(eligible, token_bucket(tokens))
+            return [Ranked(m, sample, {"sampled": sample}) for m, sample in draws]
+        return score(
+            eligible,
+            input_tokens=tokens,
+            output_tokens=out_tokens,
+            profile=cfg.profile(policy.mode),
+            health=self.health,
+        )
 
     def _exclusion(
         self,
@@ -463,6 +484,8 @@ class RoutingEngine:
         """Every routable model with its prices and its provider's live health."""
         out = []
         for m in self.catalog.routable():
+            if m.labels.get("kind") == "embedding":
+                continue
             h = self.health.state(m.provider_id)
             out.append(
                 {

@@ -3,9 +3,9 @@ on the shared ``MetaData``. Alembic's environment and the schema tests read it h
 
 from __future__ import annotations
 
-from tokenhub.store import apikeys, audit, logs, tsdb, vault
+from tokenhub.store import aliases, apikeys, audit, bandit, logs, tsdb, vault
 from tokenhub.store.tables import metadata
 
-TABLE_MODULES = (apikeys, audit, logs, tsdb, vault)
+TABLE_MODULES = (aliases, apikeys, audit, bandit, logs, tsdb, vault)
 
 __all__ = ["TABLE_MODULES", "metadata"]
