@@ -35,6 +35,7 @@ def main() -> None:
         http="httptools",
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is TokenHub's call (TOKENHUB_TRUSTED_PROXIES)
         log_config=None,
         timeout_graceful_shutdown=30,
     )

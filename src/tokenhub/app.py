@@ -23,17 +23,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tokenhub import __version__
 from tokenhub.api.admin import admin_router
+from tokenhub.api.admin_aliases import aliases_router
 from tokenhub.api.admin_keys import KeysBundle, keys_router
 from tokenhub.api.admin_live import LiveBundle, live_router, metrics_router
 from tokenhub.api.admin_observe import ObserveBundle, observe_router
 from tokenhub.api.admin_security import SecurityBundle, security_router
 from tokenhub.api.admin_tsdb import tsdb_router
-from tokenhub.api.hot import Dispatcher, HotDeps, hot_routes
+from tokenhub.api.chat import chat_routes
+from tokenhub.api.embed import EmbeddingsHandler
+from tokenhub.api.feedback import FeedbackBundle, admin_bandit_router, feedback_router
+from tokenhub.api.hot import ASGIApp, Dispatcher, HotDeps
+from tokenhub.api.plan import PlanBundle, plan_router
 from tokenhub.config import Settings
 from tokenhub.errors import TokenHubError, TooManyRequests
 from tokenhub.security.admin_token import require_admin
-from tokenhub.security.guard import scope_for_path
+from tokenhub.security.guard import Principal, scope_for_path
 from tokenhub.services import Services, start_services, stop_services
+from tokenhub.store.bandit import BanditRepo
 
 log = logging.getLogger("tokenhub")
 
@@ -69,6 +75,9 @@ def _error_response(err: TokenHubError) -> Response:
 def hot_deps(s: Services) -> HotDeps:
     return HotDeps(
         engine=s.engine,
+        embeddings=s.embeddings,
+        aliases=s.aliases,
+        idempotency=s.idempotency,
         guard=s.guard,
         limiter=s.limiter,
         client_ip=s.client_ip,
@@ -101,11 +110,31 @@ def _admin_limit(holder: ServiceHolder) -> Callable[[Request], Any]:
     return limit
 
 
+def _client_admit(holder: ServiceHolder) -> Callable[[Request, str | None], Any]:
+    """The per-IP bucket and the client key, for the /v1 routes FastAPI serves."""
+
+    async def admit(request: Request, scope: str | None) -> Principal:
+        s = holder.get()
+        peer = request.client.host if request.client else None
+        ip = s.client_ip.resolve(peer, request.headers.get("x-forwarded-for"))
+        wait = await s.limiter.check_ip(
+            ip, rate=s.settings.rate_limit_rps, burst=s.settings.rate_limit_burst
+        )
+        if wait > 0:
+            raise TooManyRequests("rate limit exceeded", retry_after=wait, code="rate_limited")
+        principal = await s.guard.authenticate(request.headers.raw, scope)
+        await s.guard.admit(principal, 0)
+        return principal
+
+    return admit
+
+
 def _client_key(holder: ServiceHolder) -> Callable[[Request], Any]:
-    """The public /v1 routes FastAPI serves (/v1/models) need a valid client key too."""
+    """Dependency form of ``_client_admit`` with the scope the path needs."""
+    admit = _client_admit(holder)
 
     async def check(request: Request) -> None:
-        await holder.get().guard.authenticate(request.headers.raw, scope_for_path(request.url.path))
+        await admit(request, scope_for_path(request.url.path))
 
     return check
 
@@ -160,10 +189,28 @@ def _mount_admin(api: FastAPI, holder: ServiceHolder) -> None:
     live = lambda: LiveBundle(get().metrics, get().events, get().health, get().catalog)  # noqa: E731
     api.include_router(live_router(live), dependencies=guards)
     api.include_router(tsdb_router(lambda: get().tsdb), dependencies=guards)
+    api.include_router(
+        aliases_router(lambda: get().aliases, lambda: get().audit), dependencies=guards
+    )
+    api.include_router(admin_bandit_router(lambda: get().bandit), dependencies=guards)
     api.include_router(metrics_router(live))
 
 
 def _mount_public(api: FastAPI, holder: ServiceHolder) -> None:
+    get, admit = holder.get, _client_admit(holder)
+
+    def plan_bundle() -> PlanBundle:
+        s = get()
+        record = s.recorder.record if s.recorder is not None else None
+        return PlanBundle(s.orchestrator, s.engine, admit, record, s.guard)
+
+    def feedback_bundle() -> FeedbackBundle:
+        s = get()
+        return FeedbackBundle(s.bandit, s.logs, admit, BanditRepo(s.db))
+
+    api.include_router(plan_router(plan_bundle))
+    api.include_router(feedback_router(feedback_bundle))
+
     @api.get("/v1/models", tags=["public"], dependencies=[Depends(_client_key(holder))])
     async def list_models() -> dict[str, Any]:
         s = holder.get()
@@ -221,7 +268,11 @@ def build_app(settings: Settings) -> Dispatcher:
     """The whole gateway as one ASGI app (run its lifespan to start it)."""
     holder = ServiceHolder()
     api = build_api(settings, holder)
-    app = Dispatcher(hot_routes(holder.get_hot), api)
+    hot: dict[tuple[str, str], ASGIApp] = {
+        **chat_routes(holder.get_hot),
+        ("POST", "/v1/embeddings"): EmbeddingsHandler(holder.get_hot),
+    }
+    app = Dispatcher(hot, api)
 
     def on_exit_signal() -> None:
         if holder.services is not None:

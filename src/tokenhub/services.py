@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from tokenhub.config import Settings
 from tokenhub.control import ControlPlane
 from tokenhub.credentials import load_credentials_file
+from tokenhub.observe.banditsink import BanditSink
 from tokenhub.observe.events import EventBus, EventSink, health_listener
 from tokenhub.observe.health import HealthTracker
 from tokenhub.observe.logsink import LogSink
@@ -25,15 +26,20 @@ from tokenhub.observe.stats import StatsService
 from tokenhub.observe.tracing import Tracing
 from tokenhub.observe.tsdb import TSDB
 from tokenhub.providers.registry import create_adapter
+from tokenhub.routing.aliases import AliasTable
+from tokenhub.routing.bandit import Bandit
 from tokenhub.routing.catalog import Catalog
 from tokenhub.routing.config import RoutingConfig
+from tokenhub.routing.embedding import EmbeddingRouter
 from tokenhub.routing.engine import RoutingEngine
+from tokenhub.routing.orchestration import Orchestrator
 from tokenhub.security.admin_token import AdminToken
 from tokenhub.security.apikeys import KeyRing
 from tokenhub.security.audit import AuditLog, vault_event_recorder
 from tokenhub.security.budget import Budgets
 from tokenhub.security.clientip import ClientIP
 from tokenhub.security.guard import Guard, OpenGuard
+from tokenhub.security.idempotency import Idempotency
 from tokenhub.security.limits import RateLimiter
 from tokenhub.security.vault import (
     Credentials,
@@ -45,8 +51,10 @@ from tokenhub.security.vault import (
 from tokenhub.state.base import SharedState
 from tokenhub.state.memory import MemoryState
 from tokenhub.state.redis import RedisState
+from tokenhub.store.aliases import AliasRepo
 from tokenhub.store.apikeys import ApiKeyRepo, KeySpendRepo
 from tokenhub.store.audit import AuditEntry, AuditRepo
+from tokenhub.store.bandit import BanditRepo, BanditStore
 from tokenhub.store.db import Database
 from tokenhub.store.logs import LogRepo
 from tokenhub.store.models import ModelRepo
@@ -94,6 +102,13 @@ class Services:
     stats: StatsService
     tsdb: TSDB
     recorder: Recorder | None
+    # adaptive routing and orchestration
+    bandit: Bandit
+    bandit_store: BanditStore
+    aliases: AliasTable
+    idempotency: Idempotency
+    embeddings: EmbeddingRouter
+    orchestrator: Orchestrator
 
 
 async def _open_state(settings: Settings) -> SharedState:
@@ -169,6 +184,10 @@ async def start_services(settings: Settings) -> Services:
         timeout_s=settings.provider_timeout_secs,
     )
     engine.provider_gate = lambda pid: VAULT_LOCKED if credentials.needs_unlock(pid) else None
+    bandit = Bandit()
+    engine.bandit = bandit
+    embeddings = EmbeddingRouter(catalog, health, timeout_s=settings.provider_timeout_secs)
+    embeddings.provider_gate = engine.provider_gate
     control = ControlPlane(
         providers=ProviderRepo(db),
         models=ModelRepo(db),
@@ -178,6 +197,12 @@ async def start_services(settings: Settings) -> Services:
         credentials=credentials,
     )
     await control.load()
+    aliases = AliasTable(
+        AliasRepo(db),
+        routable=lambda: [m.id for m in catalog.routable()],
+        known=lambda mid: mid in catalog.models,
+    )
+    await aliases.load()
     creds_file = load_credentials_file(settings.credentials_path)
     if creds_file is not None:
         await control.import_credentials(creds_file)
@@ -215,6 +240,7 @@ async def start_services(settings: Settings) -> Services:
             MetricsSink(metrics),
             EventSink(events),
             tsdb.sink(),
+            BanditSink(bandit, default_policy),
         ]
         recorder = Recorder(sinks)
         metrics.bind_recorder(lambda: recorder.queue_depth, lambda: recorder.dropped)
@@ -246,6 +272,12 @@ async def start_services(settings: Settings) -> Services:
         stats=StatsService(logs),
         tsdb=tsdb,
         recorder=recorder,
+        bandit=bandit,
+        bandit_store=BanditStore(bandit, BanditRepo(db)),
+        aliases=aliases,
+        idempotency=Idempotency(state),
+        embeddings=embeddings,
+        orchestrator=Orchestrator(engine),
     )
     await _start_background(services)
     return services
@@ -257,6 +289,7 @@ async def _start_background(s: Services) -> None:
     await s.budgets.start()
     if s.vault is not None:
         await s.vault.start()
+    await s.bandit_store.start()
     if s.recorder is not None:
         await s.recorder.start()
         await s.tsdb.start()
@@ -269,6 +302,7 @@ async def stop_services(s: Services) -> None:
     if s.recorder is not None:
         await s.recorder.stop()
         await s.tsdb.stop()
+    await s.bandit_store.stop()
     await s.keyring.stop()
     await s.budgets.stop()
     if s.vault is not None:

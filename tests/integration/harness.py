@@ -74,6 +74,7 @@ async def run_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         lifespan="on",
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is TokenHub's call (TOKENHUB_TRUSTED_PROXIES)
         http="httptools",
         loop="none",
     )

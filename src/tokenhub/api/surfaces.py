@@ -14,6 +14,7 @@ from typing import Protocol
 from tokenhub.api import anthropic_codec, native_codec, openai_codec
 from tokenhub.errors import TokenHubError
 from tokenhub.routing.config import MODES
+from tokenhub.routing.shaping import OutputFormat
 from tokenhub.types import ChatRequest, ChatResponse, Chunk, Decision
 
 
@@ -30,6 +31,7 @@ class Parsed:
     max_budget_usd: float | None = None
     max_latency_ms: int | None = None
     min_weight: int | None = None
+    output_format: OutputFormat | None = None  # native /v1/chat only
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,7 @@ def _anthropic_surface() -> Surface:
 
 def _native_parse(body: object, rid: str) -> Parsed:
     n = native_codec.parse_native_request(body, rid, MODES)
-    return Parsed(n.chat, n.mode, n.max_budget_usd, n.max_latency_ms, n.min_weight)
+    return Parsed(n.chat, n.mode, n.max_budget_usd, n.max_latency_ms, n.min_weight, n.output_format)
 
 
 def _native_encode(resp: ChatResponse, d: Decision) -> bytes:

@@ -208,7 +208,7 @@ class Bandit:
         arm.updated_at = now
 
     def _factor(self, elapsed: float) -> float:
-        return 0.5 ** (max(0.0, elapsed) / self.half_life_s)
+        return float(0.5 ** (max(0.0, elapsed) / self.half_life_s))
 
 
 def _clamp(value: float) -> float:
