@@ -14,7 +14,6 @@ treat an embeddings request like any other.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,8 +23,6 @@ from tokenhub.errors import (
     ProviderError,
     ServiceUnavailable,
     TokenHubError,
-    TooManyRequests,
-    UpstreamFailed,
 )
 from tokenhub.observe.health import HealthTracker
 from tokenhub.providers.embeddings import (
@@ -36,6 +33,7 @@ from tokenhub.providers.embeddings import (
     is_embedding_model,
 )
 from tokenhub.routing.catalog import Catalog
+from tokenhub.routing.failover import STEP, choose, exhausted, failed_attempt, guarded
 from tokenhub.routing.tokens import estimate_text
 from tokenhub.types import (
     Attempt,
@@ -53,15 +51,6 @@ ProviderGate = Callable[[str], str | None]
 
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_RATE_LIMIT_COOLDOWN_S = 5.0
-# Adapters enforce ``Target.timeout_s``; this deadline only catches one that does not.
-TIMEOUT_GRACE_S = 0.25
-
-_STEP = {
-    ErrorClass.TRANSIENT: "failover-transient",
-    ErrorClass.RATE_LIMITED: "failover-rate-limited",
-    ErrorClass.CONTEXT_OVERFLOW: "failover-context-overflow",
-    ErrorClass.FATAL: "failover-fatal",
-}
 
 
 def input_tokens(req: EmbeddingRequest) -> tuple[int, int]:
@@ -162,7 +151,7 @@ class EmbeddingRouter:
         ordered = _order(eligible, hint)
         decision.ranked = [(m.id, round(m.input_per_1k, 6)) for m in ordered]
         if ordered:
-            _choose(decision, ordered[0], _initial_reason(ordered[0], hint))
+            choose(decision, ordered[0], _initial_reason(ordered[0], hint))
             decision.estimated_cost_usd = embedding_cost(ordered[0], total)
         return EmbeddingPlan(decision, ordered, hint, total)
 
@@ -216,12 +205,10 @@ class EmbeddingRouter:
                 self._after_failure(model, outcome, run)
                 continue
             failed = any(a.error_class is not None for a in decision.attempts)
-            _choose(decision, model, run.last_step if failed else _initial_reason(model, plan.hint))
+            choose(decision, model, run.last_step if failed else _initial_reason(model, plan.hint))
             decision.estimated_cost_usd = embedding_cost(model, plan.input_tokens)
             return outcome, decision
-        err = self._exhausted(decision, run)
-        err.decision = decision
-        raise err
+        raise exhausted(decision, run.skipped, run.skip_providers, self.health, "embedding ")
 
     def _admit(self, model: ModelConfig, run: _Run) -> Embedder | None:
         """The embedder to try ``model`` with now, or None (and why) to skip it."""
@@ -244,19 +231,10 @@ class EmbeddingRouter:
         target = Target(model, req.request_id, timeout_s=self.timeout_s)
         started = self._clock()
         try:
-            resp = await _guarded(adapter, req, target)
+            resp = await guarded(lambda: adapter.embed(req, target), target)
         except ProviderError as exc:
             latency_ms = (self._clock() - started) * 1000.0
-            decision.attempts.append(
-                Attempt(
-                    model.id,
-                    model.provider_id,
-                    error_class=exc.error_class,
-                    status=exc.status,
-                    message=exc.message[:300],
-                    latency_ms=latency_ms,
-                )
-            )
+            decision.attempts.append(failed_attempt(model, exc, latency_ms))
             self.health.record_failure(model.provider_id, exc.error_class, exc.message, latency_ms)
             return exc
         latency_ms = (self._clock() - started) * 1000.0
@@ -265,27 +243,11 @@ class EmbeddingRouter:
         return resp
 
     def _after_failure(self, model: ModelConfig, exc: ProviderError, run: _Run) -> None:
-        run.last_step = _STEP.get(exc.error_class, "failover-fatal")
+        run.last_step = STEP.get(exc.error_class, "failover-fatal")
         if exc.error_class == ErrorClass.RATE_LIMITED:
             seconds = exc.retry_after if exc.retry_after is not None else self.rate_limit_cooldown_s
             self.health.cool_down(model.provider_id, seconds, "rate limited (429)")
             run.skip_providers.add(model.provider_id)
-
-    def _exhausted(self, decision: Decision, run: _Run) -> TokenHubError:
-        """The error to raise when no candidate answered."""
-        decision.model, decision.provider_id, decision.reason = None, "", "all-failed"
-        if not decision.attempts:
-            excluded = {**decision.excluded, **run.skipped}
-            return NoEligibleModel("no eligible embedding model", details={"excluded": excluded})
-        attempts = [_attempt_dict(a) for a in decision.attempts]
-        if all(a.error_class == ErrorClass.RATE_LIMITED for a in decision.attempts):
-            waits = [self.health.cooldown_remaining(p) for p in run.skip_providers]
-            return TooManyRequests(
-                "all embedding providers are rate limited",
-                retry_after=min(waits, default=None),
-                details={"attempts": attempts},
-            )
-        return UpstreamFailed("all embedding providers failed", details={"attempts": attempts})
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -303,37 +265,3 @@ def _initial_reason(model: ModelConfig, hint: ModelConfig | None) -> str:
     if hint is not None and hint.id == model.id:
         return "model-hint"
     return "cheapest-embedding"
-
-
-def _choose(decision: Decision, model: ModelConfig, reason: str) -> None:
-    decision.model = model
-    decision.provider_id = model.provider_id
-    decision.reason = reason
-
-
-def _attempt_dict(a: Attempt) -> dict[str, object]:
-    return {
-        "model": a.model,
-        "provider": a.provider,
-        "error_class": str(a.error_class) if a.error_class is not None else None,
-        "status": a.status,
-        "message": a.message,
-        "latency_ms": round(a.latency_ms, 1),
-    }
-
-
-async def _guarded(adapter: Embedder, req: EmbeddingRequest, target: Target) -> EmbeddingResponse:
-    """Run one upstream call; every failure comes out as a ``ProviderError``."""
-    try:
-        async with asyncio.timeout(target.timeout_s + TIMEOUT_GRACE_S):
-            return await adapter.embed(req, target)
-    except ProviderError:
-        raise
-    except TimeoutError:
-        raise ProviderError(
-            ErrorClass.TRANSIENT, f"no answer within {target.timeout_s:g}s"
-        ) from None
-    except Exception as exc:
-        # An adapter bug must not take routing down with it; the next model may answer.
-        log.warning("embedder %s failed unexpectedly", target.model.provider_id, exc_info=True)
-        raise ProviderError(ErrorClass.FATAL, f"adapter error ({type(exc).__name__})") from exc

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 from tokenhub.errors import (
@@ -29,8 +28,6 @@ from tokenhub.errors import (
     ProviderError,
     ServiceUnavailable,
     TokenHubError,
-    TooManyRequests,
-    UpstreamFailed,
 )
 from tokenhub.observe.health import HealthTracker
 from tokenhub.observe.logsink import token_bucket
@@ -39,6 +36,7 @@ from tokenhub.providers.base import Adapter
 from tokenhub.routing.bandit import Bandit
 from tokenhub.routing.catalog import Catalog
 from tokenhub.routing.config import RoutingConfig
+from tokenhub.routing.failover import STEP, choose, exhausted, failed_attempt, guarded
 from tokenhub.routing.scoring import Ranked, estimate_cost, expected_latency_ms, score
 from tokenhub.routing.tokens import estimate_tokens
 from tokenhub.types import (
@@ -61,19 +59,6 @@ T = TypeVar("T")
 ProviderGate = Callable[[str], str | None]
 Sleep = Callable[[float], Awaitable[Any]]
 Call = Callable[[Adapter, Target], Awaitable[T]]
-
-# Adapters enforce ``Target.timeout_s`` themselves; the engine's own deadline is a
-# safety net that fires only when an adapter does not.
-TIMEOUT_GRACE_S = 0.25
-
-_STEP: Mapping[ErrorClass, str] = MappingProxyType(
-    {
-        ErrorClass.TRANSIENT: "failover-transient",
-        ErrorClass.RATE_LIMITED: "failover-rate-limited",
-        ErrorClass.CONTEXT_OVERFLOW: "escalated-context-overflow",
-        ErrorClass.FATAL: "failover-fatal",
-    }
-)
 
 
 @dataclass(slots=True)
@@ -216,7 +201,7 @@ class RoutingEngine:
         decision.ranked = [(r.model.id, round(r.score, 6)) for r in ranked]
         if ranked:
             top = ranked[0].model
-            _choose(decision, top, _initial_reason(top, hint))
+            choose(decision, top, _initial_reason(top, hint))
             decision.estimated_cost_usd = estimate_cost(top, tokens, out_tokens)
         return Plan(decision, ranked, hint, tokens, out_tokens)
 
@@ -343,9 +328,7 @@ class RoutingEngine:
                 self.health.record_success(model.provider_id, latency_ms)
             self._finish(decision, plan, model, run)
             return result, decision, latency_ms
-        err = self._exhausted(decision, run)
-        err.decision = decision
-        raise err
+        raise exhausted(decision, run.skipped, run.skip_providers, self.health)
 
     def _admit(self, model: ModelConfig, run: _Failover) -> Adapter | None:
         """The adapter to try ``model`` with now, or None (and why) to skip it."""
@@ -382,10 +365,10 @@ class RoutingEngine:
             try:
                 with self.tracing.attempt_span(model.id, model.provider_id):
                     self.tracing.inject(target.headers)
-                    result = await _guarded(call, adapter, target)
+                    result = await guarded(lambda: call(adapter, target), target)
             except ProviderError as exc:
                 latency_ms = (self._clock() - started) * 1000.0
-                attempt = _attempt(model, exc, latency_ms)
+                attempt = failed_attempt(model, exc, latency_ms)
                 decision.attempts.append(attempt)
                 self.health.record_failure(
                     model.provider_id, exc.error_class, exc.message, latency_ms
@@ -412,7 +395,7 @@ class RoutingEngine:
     def _after_failure(
         self, model: ModelConfig, exc: ProviderError, run: _Failover, cfg: RoutingConfig
     ) -> None:
-        run.last_step = _STEP.get(exc.error_class, "failover-fatal")
+        run.last_step = STEP.get(exc.error_class, "failover-fatal")
         if exc.error_class == ErrorClass.RATE_LIMITED:
             seconds = exc.retry_after if exc.retry_after is not None else cfg.rate_limit_cooldown_s
             self.health.cool_down(model.provider_id, seconds, "rate limited (429)")
@@ -422,24 +405,8 @@ class RoutingEngine:
 
     def _finish(self, decision: Decision, plan: Plan, model: ModelConfig, run: _Failover) -> None:
         failed = any(a.error_class is not None for a in decision.attempts)
-        _choose(decision, model, run.last_step if failed else _initial_reason(model, plan.hint))
+        choose(decision, model, run.last_step if failed else _initial_reason(model, plan.hint))
         decision.estimated_cost_usd = estimate_cost(model, plan.input_tokens, plan.output_tokens)
-
-    def _exhausted(self, decision: Decision, run: _Failover) -> TokenHubError:
-        """The error to raise when no candidate answered."""
-        decision.model, decision.provider_id, decision.reason = None, "", "all-failed"
-        if not decision.attempts:
-            excluded = {**decision.excluded, **run.skipped}
-            return NoEligibleModel("no eligible model", details={"excluded": excluded})
-        attempts = [_attempt_dict(a) for a in decision.attempts]
-        if all(a.error_class == ErrorClass.RATE_LIMITED for a in decision.attempts):
-            waits = [self.health.cooldown_remaining(p) for p in run.skip_providers]
-            return TooManyRequests(
-                "all providers are rate limited",
-                retry_after=min(waits, default=None),
-                details={"attempts": attempts},
-            )
-        return UpstreamFailed("all providers failed", details={"attempts": attempts})
 
     # -- what-if and introspection -------------------------------------------------------
 
@@ -532,30 +499,6 @@ def _initial_reason(model: ModelConfig, hint: ModelConfig | None) -> str:
     return f"routed-weight-{model.weight}"
 
 
-def _choose(decision: Decision, model: ModelConfig, reason: str) -> None:
-    decision.model = model
-    decision.provider_id = model.provider_id
-    decision.reason = reason
-
-
-def _attempt(model: ModelConfig, exc: ProviderError, latency_ms: float) -> Attempt:
-    return Attempt(
-        model=model.id,
-        provider=model.provider_id,
-        error_class=exc.error_class,
-        status=exc.status,
-        message=exc.message[:300],
-        latency_ms=latency_ms,
-    )
-
-
-def _attempt_dict(a: Attempt) -> dict[str, Any]:
-    d = asdict(a)
-    d["error_class"] = str(a.error_class) if a.error_class is not None else None
-    d["latency_ms"] = round(a.latency_ms, 1)
-    return d
-
-
 async def open_first_chunk(
     upstream: AsyncIterator[Chunk],
 ) -> tuple[AsyncIterator[Chunk], Chunk | None]:
@@ -606,20 +549,3 @@ async def _aclose(it: AsyncIterator[Chunk]) -> None:
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-async def _guarded(call: Call[T], adapter: Adapter, target: Target) -> T:
-    """Run one upstream call; every failure comes out as a ``ProviderError``."""
-    try:
-        async with asyncio.timeout(target.timeout_s + TIMEOUT_GRACE_S):
-            return await call(adapter, target)
-    except ProviderError:
-        raise
-    except TimeoutError:
-        raise ProviderError(
-            ErrorClass.TRANSIENT, f"no answer within {target.timeout_s:g}s"
-        ) from None
-    except Exception as exc:
-        # An adapter bug must not take routing down with it; the next model may answer.
-        log.warning("adapter %s failed unexpectedly", target.model.provider_id, exc_info=True)
-        raise ProviderError(ErrorClass.FATAL, f"adapter error ({type(exc).__name__})") from exc
