@@ -14,12 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tokenhub import __version__
 from tokenhub.api.admin import admin_router
@@ -31,11 +28,12 @@ from tokenhub.api.admin_security import SecurityBundle, security_router
 from tokenhub.api.admin_tsdb import tsdb_router
 from tokenhub.api.chat import chat_routes
 from tokenhub.api.embed import EmbeddingsHandler
+from tokenhub.api.errors import install_error_handlers, json_response
 from tokenhub.api.feedback import FeedbackBundle, admin_bandit_router, feedback_router
 from tokenhub.api.hot import ASGIApp, Dispatcher, HotDeps
 from tokenhub.api.plan import PlanBundle, plan_router
 from tokenhub.config import Settings
-from tokenhub.errors import TokenHubError, TooManyRequests
+from tokenhub.errors import TooManyRequests
 from tokenhub.security.admin_token import require_admin
 from tokenhub.security.guard import Principal, scope_for_path
 from tokenhub.services import Services, start_services, stop_services
@@ -59,17 +57,6 @@ class ServiceHolder:
         if self.hot is None:
             raise RuntimeError("TokenHub is not started")
         return self.hot
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
-
-
-def _error_response(err: TokenHubError) -> Response:
-    body: dict[str, Any] = {"message": err.message, "type": err.openai_type, "code": err.code}
-    if err.details:
-        body["details"] = err.details
-    return json_response({"error": body}, err.status, err.headers)
 
 
 def hot_deps(s: Services) -> HotDeps:
@@ -137,28 +124,6 @@ def _client_key(holder: ServiceHolder) -> Callable[[Request], Any]:
         await admit(request, scope_for_path(request.url.path))
 
     return check
-
-
-def _install_error_handlers(api: FastAPI) -> None:
-    @api.exception_handler(TokenHubError)
-    async def _th_error(_: Request, err: TokenHubError) -> Response:
-        return _error_response(err)
-
-    @api.exception_handler(RequestValidationError)
-    async def _validation(_: Request, err: RequestValidationError) -> Response:
-        problems = [
-            {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": e.get("msg", "")}
-            for e in err.errors()
-        ]
-        first = problems[0] if problems else {"loc": "body", "msg": "invalid"}
-        message = f"{first['loc']}: {first['msg']}"
-        body = {"message": message, "type": "invalid_request_error", "details": problems}
-        return json_response({"error": body}, 422)
-
-    @api.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, err: StarletteHTTPException) -> Response:
-        body = {"message": str(err.detail), "type": "invalid_request_error", "code": None}
-        return json_response({"error": body}, err.status_code, dict(err.headers or {}))
 
 
 def _mount_admin(api: FastAPI, holder: ServiceHolder) -> None:
@@ -258,7 +223,7 @@ def build_api(settings: Settings, holder: ServiceHolder) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "X-TokenHub-Model", "X-TokenHub-Provider"],
         )
-    _install_error_handlers(api)
+    install_error_handlers(api)
     _mount_admin(api, holder)
     _mount_public(api, holder)
     return api
