@@ -39,7 +39,10 @@ def main() -> None:
         log_config=None,
         timeout_graceful_shutdown=30,
     )
-    _Server(config, app.begin_shutdown).run()
+    try:
+        _Server(config, app.begin_shutdown).run()
+    except KeyboardInterrupt:  # uvicorn re-raises SIGINT after its graceful stop
+        pass
 
 
 class _Server(uvicorn.Server):

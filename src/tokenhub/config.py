@@ -40,6 +40,7 @@ _FORMS = {
     "otel_enabled": "true or false",
     "otel_endpoint": "an http(s) URL of an OTLP/HTTP collector",
     "recording": "true or false",
+    "probe_interval_secs": "a positive number of seconds",
 }
 
 
@@ -81,6 +82,7 @@ class Settings(BaseModel):
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     otel_service_name: str = "tokenhub"
     recording: bool = True  # request logs, metrics, TSDB, events (off only to measure)
+    probe_interval_secs: float = Field(30.0, gt=0)
 
     @field_validator("trusted_proxies", "cors_origins", mode="before")
     @classmethod

@@ -267,7 +267,9 @@ async def start_services(settings: Settings) -> Services:
         metrics=metrics,
         events=events,
         tracing=tracing,
-        prober=Prober(catalog, health, credentials.lookup),
+        prober=Prober(
+            catalog, health, credentials.lookup, interval_s=settings.probe_interval_secs
+        ),
         logs=logs,
         stats=StatsService(logs),
         tsdb=tsdb,
