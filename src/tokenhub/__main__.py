@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Callable
@@ -39,10 +40,8 @@ def main() -> None:
         log_config=None,
         timeout_graceful_shutdown=30,
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises SIGINT after stopping
         _Server(config, app.begin_shutdown).run()
-    except KeyboardInterrupt:  # uvicorn re-raises SIGINT after its graceful stop
-        pass
 
 
 class _Server(uvicorn.Server):

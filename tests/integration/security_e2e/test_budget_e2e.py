@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 
 import openai
-import pytest
 
 from tests.fakes.upstreams import FakeOpenAI, Reply
 from tests.integration.security_e2e.support import (

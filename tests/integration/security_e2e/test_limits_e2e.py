@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.fakes.upstreams import FakeOpenAI
 from tests.integration.harness import Gateway
