@@ -267,9 +267,7 @@ async def start_services(settings: Settings) -> Services:
         metrics=metrics,
         events=events,
         tracing=tracing,
-        prober=Prober(
-            catalog, health, credentials.lookup, interval_s=settings.probe_interval_secs
-        ),
+        prober=Prober(catalog, health, credentials.lookup, interval_s=settings.probe_interval_secs),
         logs=logs,
         stats=StatsService(logs),
         tsdb=tsdb,

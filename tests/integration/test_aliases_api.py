@@ -13,16 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi import FastAPI
 
 from tests.conftest import free_port
 from tokenhub.api.admin_aliases import aliases_router
-from tokenhub.errors import TokenHubError
+from tokenhub.api.errors import install_error_handlers
 from tokenhub.providers.registry import create_adapter
 from tokenhub.routing.aliases import AliasTable
 from tokenhub.routing.catalog import Catalog
@@ -44,20 +41,9 @@ class AliasApi:
     db: Database
 
 
-def _json(body: Any, status: int) -> Response:
-    return Response(orjson.dumps(body), status, media_type="application/json")
-
-
 def _app(table: AliasTable, audit: AuditLog) -> FastAPI:
     app = FastAPI()
-
-    @app.exception_handler(TokenHubError)
-    async def _th(_: Request, err: TokenHubError) -> Response:
-        return _json({"error": {"message": err.message, "type": err.openai_type}}, err.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, err: RequestValidationError) -> Response:
-        return _json({"error": {"message": str(err.errors()[0]["msg"])}}, 422)
+    install_error_handlers(app)
 
     app.include_router(aliases_router(lambda: table, lambda: audit))
     return app

@@ -12,11 +12,11 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from tests.conftest import free_port
+from tokenhub.api.errors import install_error_handlers
 from tokenhub.api.feedback import FeedbackBundle, admin_bandit_router, feedback_router
-from tokenhub.errors import Forbidden, TokenHubError, Unauthorized
+from tokenhub.errors import Forbidden, Unauthorized
 from tokenhub.observe.logsink import request_row, reward_rows
 from tokenhub.routing.bandit import Bandit
 from tokenhub.store.bandit import BanditRepo, BanditStore
@@ -78,11 +78,7 @@ async def served(db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, Bandit,
     bandit = Bandit(clock=lambda: NOW, rng=random.Random(3))
     await _log(logs, _outcome("r-ok", "ka"), _outcome("r-failed", "ka", status=502))
     api = FastAPI()
-
-    @api.exception_handler(TokenHubError)
-    async def render(_: Request, err: TokenHubError) -> JSONResponse:
-        return JSONResponse({"error": {"message": err.message, "code": err.code}}, err.status)
-
+    install_error_handlers(api)
     api.include_router(feedback_router(lambda: FeedbackBundle(bandit, logs, authenticate, repo)))
     api.include_router(admin_bandit_router(lambda: bandit))
     port = free_port()

@@ -10,16 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
 
 from tests.conftest import free_port
 from tests.fakes.upstreams import FakeOpenAI, Reply
+from tokenhub.api.errors import install_error_handlers
 from tokenhub.api.plan import PlanBundle, plan_router
-from tokenhub.errors import Forbidden, TokenHubError, Unauthorized
+from tokenhub.errors import Forbidden, Unauthorized
 from tokenhub.observe.health import HealthTracker
 from tokenhub.providers.registry import create_adapter
 from tokenhub.routing.catalog import Catalog
@@ -84,13 +83,7 @@ class PlanServer:
 
 def build_app(bundle: PlanBundle) -> FastAPI:
     api = FastAPI()
-
-    @api.exception_handler(TokenHubError)
-    async def _error(_: Request, err: TokenHubError) -> Response:
-        body: dict[str, Any] = {"message": err.message, "type": err.openai_type, "code": err.code}
-        if err.details:
-            body["details"] = err.details
-        return Response(orjson.dumps({"error": body}), err.status, err.headers, "application/json")
+    install_error_handlers(api)
 
     api.include_router(plan_router(lambda: bundle))
     return api

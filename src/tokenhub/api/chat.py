@@ -159,7 +159,8 @@ class ChatHandler(GuardedHandler):
             return fixed.content or ""
 
         shaped = await shape(resp.content or "", fmt, repair)
-        return replace(resp, content=shaped.text, raw=None, dialect=Dialect.NONE)
+        # The client sees what the answer cost in all: the repair call included.
+        return replace(resp, content=shaped.text, usage=ex.usage, raw=None, dialect=Dialect.NONE)
 
     async def _stream(
         self,

@@ -13,16 +13,14 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port
 from tests.fakes.upstreams import FakeAnthropic, FakeOpenAI
 from tests.unit.routing.fakes import FakeClock
 from tokenhub.api.admin_live import LiveBundle, live_router, metrics_router
-from tokenhub.errors import TokenHubError
+from tokenhub.api.errors import install_error_handlers
 from tokenhub.observe.events import EventBus, EventSink, health_listener
 from tokenhub.observe.health import HealthTracker
 from tokenhub.observe.metrics import Metrics, MetricsSink
@@ -49,27 +47,10 @@ class Catalog:
     models: dict[str, ModelConfig] = field(default_factory=dict)
 
 
-def _json(body: Any, status: int) -> Response:
-    return Response(orjson.dumps(body), status, media_type="application/json")
-
-
 def make_app(bundle: LiveBundle) -> FastAPI:
-    """Both routers behind the same two exception handlers app.py installs."""
+    """Both routers behind the error handlers app.py installs."""
     api = FastAPI()
-
-    @api.exception_handler(TokenHubError)
-    async def _th_error(_: Request, err: TokenHubError) -> Response:
-        body: dict[str, Any] = {"message": err.message, "type": err.openai_type, "code": err.code}
-        return _json({"error": body}, err.status)
-
-    @api.exception_handler(RequestValidationError)
-    async def _validation(_: Request, err: RequestValidationError) -> Response:
-        problems = [
-            {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": e.get("msg", "")}
-            for e in err.errors()
-        ]
-        body = {"message": "invalid", "type": "invalid_request_error", "details": problems}
-        return _json({"error": body}, 422)
+    install_error_handlers(api)
 
     api.include_router(metrics_router(lambda: bundle))
     api.include_router(live_router(lambda: bundle))

@@ -8,15 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi import FastAPI
 
 from tests.integration.store.conftest import sqlite_url
 from tokenhub.api.admin_observe import ObserveBundle, observe_router
-from tokenhub.errors import TokenHubError
+from tokenhub.api.errors import install_error_handlers
 from tokenhub.observe.logsink import LogSink
 from tokenhub.observe.recorder import Recorder
 from tokenhub.observe.stats import StatsService
@@ -27,27 +24,10 @@ from tokenhub.types import Attempt, Decision, ErrorClass, ModelConfig, Outcome, 
 NOW = 5_000.0
 
 
-def _json(body: Any, status: int) -> Response:
-    return Response(orjson.dumps(body), status, media_type="application/json")
-
-
 def make_app(bundle: ObserveBundle) -> FastAPI:
-    """The router behind the same two exception handlers app.py installs."""
+    """The router behind the error handlers app.py installs."""
     api = FastAPI()
-
-    @api.exception_handler(TokenHubError)
-    async def _th_error(_: Request, err: TokenHubError) -> Response:
-        body: dict[str, Any] = {"message": err.message, "type": err.openai_type, "code": err.code}
-        return _json({"error": body}, err.status)
-
-    @api.exception_handler(RequestValidationError)
-    async def _validation(_: Request, err: RequestValidationError) -> Response:
-        problems = [
-            {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": e.get("msg", "")}
-            for e in err.errors()
-        ]
-        body = {"message": "invalid", "type": "invalid_request_error", "details": problems}
-        return _json({"error": body}, 422)
+    install_error_handlers(api)
 
     api.include_router(observe_router(lambda: bundle))
     return api

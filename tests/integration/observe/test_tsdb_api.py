@@ -8,17 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi import FastAPI
 
 from tests.conftest import free_port
 from tests.integration.store.conftest import sqlite_url
 from tokenhub.api.admin_tsdb import tsdb_router
-from tokenhub.errors import TokenHubError
+from tokenhub.api.errors import install_error_handlers
 from tokenhub.observe.tsdb import TSDB
 from tokenhub.store.db import Database
 from tokenhub.store.settings import SettingsRepo
@@ -28,27 +25,10 @@ NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 DAY = 86_400.0
 
 
-def _json(body: Any, status: int) -> Response:
-    return Response(orjson.dumps(body), status, media_type="application/json")
-
-
 def build_test_app(tsdb: TSDB) -> FastAPI:
-    """The router plus the two exception handlers app.py installs."""
+    """The router plus the error handlers app.py installs."""
     app = FastAPI()
-
-    @app.exception_handler(TokenHubError)
-    async def _th_error(_: Request, err: TokenHubError) -> Response:
-        body = {"message": err.message, "type": err.openai_type, "code": err.code}
-        return _json({"error": body}, err.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, err: RequestValidationError) -> Response:
-        problems = [
-            {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": e.get("msg", "")}
-            for e in err.errors()
-        ]
-        body = {"message": "invalid", "type": "invalid_request_error", "details": problems}
-        return _json({"error": body}, 422)
+    install_error_handlers(app)
 
     app.include_router(tsdb_router(lambda: tsdb))
     return app

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -12,16 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
 
-from tests.conftest import free_port
+from tests.integration.servers import serve_app
 from tokenhub.api.admin_keys import KeysBundle, keys_router
-from tokenhub.errors import TokenHubError
+from tokenhub.api.errors import install_error_handlers
 from tokenhub.security.apikeys import KeyRing
 from tokenhub.security.budget import Budgets
 from tokenhub.security.guard import Guard
@@ -29,35 +24,6 @@ from tokenhub.security.limits import RateLimiter
 from tokenhub.state.memory import MemoryState
 from tokenhub.store.apikeys import ApiKeyRepo, KeySpendRepo
 from tokenhub.store.db import Database
-
-
-def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
-
-
-def install_error_handlers(api: FastAPI) -> None:
-    """The same two handlers app.py installs."""
-
-    @api.exception_handler(TokenHubError)
-    async def _th_error(_: Request, err: TokenHubError) -> Response:
-        body: dict[str, Any] = {"message": err.message, "type": err.openai_type, "code": err.code}
-        if err.details:
-            body["details"] = err.details
-        return _json({"error": body}, err.status, err.headers)
-
-    @api.exception_handler(RequestValidationError)
-    async def _validation(_: Request, err: RequestValidationError) -> Response:
-        problems = [
-            {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": e.get("msg", "")}
-            for e in err.errors()
-        ]
-        first = problems[0] if problems else {"loc": "body", "msg": "invalid"}
-        body = {
-            "message": f"{first['loc']}: {first['msg']}",
-            "type": "invalid_request_error",
-            "details": problems,
-        }
-        return _json({"error": body}, 422)
 
 
 @dataclass
@@ -107,20 +73,14 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     await db.migrate()
     holder: dict[str, Guard] = {}
     api, bundles = build_api(db, holder)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(api, host="127.0.0.1", port=port, log_config=None, loop="none")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "server did not start"
-        await asyncio.sleep(0.01)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+        # access log on: test_keys_never_reach_the_logs reads it too
+        async with (
+            serve_app(api, lifespan="on", access_log=True) as url,
+            httpx.AsyncClient(base_url=url, timeout=10) as c,
+        ):
             yield Served(c, bundles[-1], holder["guard"])
     finally:
-        server.should_exit = True
-        await task
         await db.close()
 
 

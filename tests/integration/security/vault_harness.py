@@ -3,24 +3,18 @@ handlers as app.py, the admin-token guard on the router, a real SQLite store."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-import orjson
-import uvicorn
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi import Depends, FastAPI
 
-from tests.conftest import free_port
+from tests.integration.servers import serve_app
 from tests.unit.security.vault_support import LIGHT_KDF, FakeClock, migrated, sqlite_url
 from tokenhub.api.admin_security import SecurityBundle, security_router
-from tokenhub.errors import TokenHubError
+from tokenhub.api.errors import install_error_handlers
 from tokenhub.security.admin_token import AdminToken, require_admin
 from tokenhub.security.audit import AuditLog
 from tokenhub.security.vault import UnlockThrottle, Vault, VaultCredentials
@@ -44,35 +38,6 @@ class SecurityServer:
     def vault(self) -> Vault:
         assert self.bundle.vault is not None
         return self.bundle.vault
-
-
-def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """The two handlers app.py installs, copied."""
-
-    @app.exception_handler(TokenHubError)
-    async def _th_error(_: Request, err: TokenHubError) -> Response:
-        body: dict[str, Any] = {"message": err.message, "type": err.openai_type, "code": err.code}
-        if err.details:
-            body["details"] = err.details
-        return _json({"error": body}, err.status, err.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, err: RequestValidationError) -> Response:
-        problems = [
-            {"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": e.get("msg", "")}
-            for e in err.errors()
-        ]
-        first = problems[0] if problems else {"loc": "body", "msg": "invalid"}
-        body = {
-            "message": f"{first['loc']}: {first['msg']}",
-            "type": "invalid_request_error",
-            "details": problems,
-        }
-        return _json({"error": body}, 422)
 
 
 def build_bundle(
@@ -107,38 +72,10 @@ async def serve_security(
         app.include_router(security_router(lambda: bundle), dependencies=[guard])
         if extra is not None:
             extra(app, bundle)
-        async with _uvicorn(app) as url:
+        async with serve_app(app) as url:
             headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
             async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as admin:
                 yield SecurityServer(url, bundle, clock, db, admin)
         await bundle.audit.stop()
         if bundle.vault is not None:
             await bundle.vault.stop()
-
-
-@asynccontextmanager
-async def _uvicorn(app: FastAPI) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        loop="none",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    if task.done():
-        task.result()
-        raise RuntimeError("server did not start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)

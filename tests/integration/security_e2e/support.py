@@ -3,7 +3,6 @@ OpenAI upstream with one priced model, SDK clients, and key creation."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,10 +12,10 @@ from typing import Any
 import anthropic
 import httpx
 import openai
-import uvicorn
 
 from tests.fakes.upstreams import FakeAnthropic, FakeOpenAI
 from tests.integration.harness import Gateway, gateway_settings, run_gateway
+from tests.integration.servers import serve_app
 from tokenhub.app import build_app
 from tokenhub.config import Settings
 
@@ -100,31 +99,15 @@ async def post_chat(
 async def serve_bare(settings: Settings) -> AsyncIterator[str]:
     """The gateway on its port with no harness clients (for start-ups the harness cannot
     drive, such as one without an admin token); yields its base URL."""
-    app = build_app(settings)
-    config = uvicorn.Config(
-        app,
+    async with serve_app(
+        build_app(settings),
         host=settings.host,
         port=settings.port,
         lifespan="on",
-        log_config=None,
-        access_log=False,
-        loop="none",
+        stop_timeout_s=15,
         proxy_headers=False,  # TokenHub resolves client addresses itself
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    if task.done():
-        task.result()
-        raise RuntimeError("gateway did not start")
-    try:
-        yield f"http://{settings.host}:{settings.port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
+    ) as url:
+        yield url
 
 
 def admin_routes(settings: Settings) -> list[tuple[str, str]]:
