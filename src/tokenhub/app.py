@@ -31,6 +31,7 @@ from tokenhub.api.embed import EmbeddingsHandler
 from tokenhub.api.errors import install_error_handlers, json_response
 from tokenhub.api.feedback import FeedbackBundle, admin_bandit_router, feedback_router
 from tokenhub.api.hot import ASGIApp, Dispatcher, HotDeps
+from tokenhub.api.openapi import document_hot_routes
 from tokenhub.api.plan import PlanBundle, plan_router
 from tokenhub.config import Settings
 from tokenhub.errors import TooManyRequests
@@ -224,6 +225,7 @@ def build_api(settings: Settings, holder: ServiceHolder) -> FastAPI:
             expose_headers=["X-Request-ID", "X-TokenHub-Model", "X-TokenHub-Provider"],
         )
     install_error_handlers(api)
+    document_hot_routes(api)
     _mount_admin(api, holder)
     _mount_public(api, holder)
     return api

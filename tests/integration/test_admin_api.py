@@ -153,3 +153,15 @@ async def test_discover_registers_models(tmp_path: Path, fake_openai: FakeOpenAI
         models = (await g.admin.get("/admin/v1/models")).json()["models"]
         assert {(m["id"], m["weight"]) for m in models} == {("disc/a", 5), ("disc/b", 5)}
         assert (await g.admin.get("/admin/v1/providers/ghost/discover")).status_code == 404
+
+
+async def test_openapi_documents_every_route(tmp_path: Path) -> None:
+    """/openapi.json lists the hot routes next to the FastAPI ones."""
+    async with run_gateway(gateway_settings(tmp_path)) as g:
+        schema = (await g.admin.get("/openapi.json")).json()
+        paths = schema["paths"]
+        for hot in ("/v1/chat/completions", "/v1/messages", "/v1/chat", "/v1/embeddings"):
+            body = paths[hot]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            assert body["type"] == "object" and body["required"]
+        assert "/v1/plan" in paths and "/v1/models" in paths
+        assert "/admin/v1/providers" in paths and "/admin/v1/apikeys" in paths
