@@ -7,27 +7,23 @@ Subcommands (each prints what run.sh needs on stdout):
 - ``check URL``: POST one chat completion (plain or ``--stream``) and fail loudly
   unless it is a 200 with content, so a run never measures a stream of errors.
 - ``ttft URL``: N sequential streaming requests; time to the first content delta.
-- ``report DIR``: turn the ``BENCH key=value`` lines in DIR into a Markdown table.
+- ``mkkey BASE --token-file F``: create a client key through the admin API, print it.
+
+The table is rendered by ``bench/report.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import os
-import platform
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
 import orjson
-
-Results = dict[str, dict[str, float]]  # file stem -> BENCH key -> value
 
 BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "hello"}]}
 
@@ -147,181 +143,22 @@ async def check(url: str, model: str, stream: bool, api_key: str) -> str:
     return f"ok: {content!r}"
 
 
-# --- report ---------------------------------------------------------------------------
-
-
-def read_results(directory: Path) -> Results:
-    """``{file stem: {key: value}}`` from every ``*.txt`` holding a ``BENCH`` line."""
-    out: Results = {}
-    for path in sorted(directory.glob("*.txt")):
-        for line in path.read_text().splitlines():
-            if line.startswith("BENCH "):
-                pairs = (kv.split("=", 1) for kv in line.split()[1:])
-                out.setdefault(path.stem, {}).update({k: float(v) for k, v in pairs})
-    return out
-
-
-@dataclass(frozen=True)
-class Row:
-    """One table line: a label, how to read each column, and the target check."""
-
-    label: str
-    direct: Callable[[Results], float | None]
-    gateway: Callable[[Results], float | None]
-    fmt: str
-    target: str = ""
-    ok: Callable[[float], bool] | None = None
-
-
-def _get(stem: str, key: str, scale: float = 1.0) -> Callable[[Results], float | None]:
-    def read(r: Results) -> float | None:
-        value = r.get(stem, {}).get(key)
-        return None if value is None else value * scale
-
-    return read
-
-
-def _none(_: Results) -> float | None:
-    return None
-
-
-def _added_p50(r: Results) -> float | None:
-    gw, direct = r.get("gw_c1", {}).get("p50_us"), r.get("direct_c1", {}).get("p50_us")
-    return None if gw is None or direct is None else (gw - direct) / 1000
-
-
-def _errors(stem_prefix: str) -> Callable[[Results], float | None]:
-    def read(r: Results) -> float | None:
-        runs = [v for k, v in r.items() if k.startswith(stem_prefix) and "err_status" in v]
-        if not runs:
-            return None
-        return sum(v[k] for v in runs for k in v if k.startswith("err_"))
-
-    return read
-
-
-ROWS = [
-    Row(
-        "throughput, c=64 (req/s)",
-        _get("direct_c64", "rps"),
-        _get("gw_c64", "rps"),
-        "{:,.0f}",
-        ">= 1,500",
-        lambda v: v >= 1500,
-    ),
-    Row(
-        "latency p50, c=1 (ms)",
-        _get("direct_c1", "p50_us", 1e-3),
-        _get("gw_c1", "p50_us", 1e-3),
-        "{:.2f}",
-    ),
-    Row(
-        "latency p99, c=1 (ms)",
-        _get("direct_c1", "p99_us", 1e-3),
-        _get("gw_c1", "p99_us", 1e-3),
-        "{:.2f}",
-    ),
-    Row(
-        "latency p50, c=8 (ms)",
-        _get("direct_c8", "p50_us", 1e-3),
-        _get("gw_c8", "p50_us", 1e-3),
-        "{:.2f}",
-    ),
-    Row(
-        "latency p99, c=8 (ms)",
-        _get("direct_c8", "p99_us", 1e-3),
-        _get("gw_c8", "p99_us", 1e-3),
-        "{:.2f}",
-    ),
-    Row("added latency p50, c=1 (ms)", _none, _added_p50, "{:.2f}", "<= 1 ms", lambda v: v <= 1),
-    Row("gateway CPU per request, c=64 (ms)", _none, _get("gw_cpu", "cpu_ms_per_req"), "{:.3f}"),
-    Row(
-        "gateway RSS after the c=64 run (MB)",
-        _none,
-        _get("gw_rss", "rss_kb", 1 / 1024),
-        "{:.0f}",
-        "< 150 MB",
-        lambda v: v < 150,
-    ),
-    Row(
-        "streaming time to first content p50 (ms)",
-        _none,
-        _get("gw_ttft", "ttft_p50_us", 1e-3),
-        "{:.2f}",
-    ),
-    Row(
-        "streaming time to first content p99 (ms)",
-        _none,
-        _get("gw_ttft", "ttft_p99_us", 1e-3),
-        "{:.2f}",
-    ),
-    Row(
-        "failed requests (socket errors + non-2xx)",
-        _errors("direct_"),
-        _errors("gw_c"),
-        "{:.0f}",
-        "0",
-        lambda v: v == 0,
-    ),
-]
-
-
-def _cell(fmt: str, value: float | None) -> str:
-    return "—" if value is None else fmt.format(value)
-
-
-def render(results: Results, meta: dict[str, str]) -> str:
-    """The Markdown table, preceded by the date, machine and run parameters."""
-    lines = [
-        f"Measured {meta['date']} on {meta['machine']}; wrk shares the cores with the "
-        f"gateway and nginx, so absolute numbers are lower than on a dedicated load host.",
-        f"Each wrk run lasts {meta['duration']}; TTFT: {meta['ttft_n']} sequential streams.",
-        "",
-        "| measure | direct (nginx) | through TokenHub | target | met |",
-        "| --- | ---: | ---: | --- | --- |",
-    ]
-    for row in ROWS:
-        gw = row.gateway(results)
-        met = "" if row.ok is None or gw is None else ("yes" if row.ok(gw) else "**no**")
-        if row.ok is not None and gw is None:
-            met = "not measured"
-        cells = [
-            row.label,
-            _cell(row.fmt, row.direct(results)),
-            _cell(row.fmt, gw),
-            row.target,
-            met,
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append(
-        "| no DB write awaited on the request path | — | not visible to the rig | required | "
-        "code review |"
-    )
-    return "\n".join(lines) + "\n"
-
-
-def machine() -> str:
-    """``N cores, CPU model, kernel`` for the report header."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({model}), Linux {platform.release()}"
-
-
-def update_readme(readme: Path, table: str) -> None:
-    """Replace the text between the bench-results markers in ``readme``."""
-    start, end = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
-    text = readme.read_text()
-    head, sep1, rest = text.partition(start)
-    _, sep2, tail = rest.partition(end)
-    if not (sep1 and sep2):
-        raise SystemExit(f"{readme}: markers {start} / {end} not found")
-    readme.write_text(f"{head}{start}\n{table}{end}{tail}")
+async def make_key(base: str, admin_token: str, name: str) -> str:
+    """POST /admin/v1/apikeys with the admin token; the new client key (no limits)."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{base}/admin/v1/apikeys", data=orjson.dumps({"name": name}), headers=headers
+        ) as r,
+    ):
+        raw = await r.read()
+    if r.status != 201:
+        raise RuntimeError(f"creating a key: HTTP {r.status}: {raw[:500]!r}")
+    key = orjson.loads(raw).get("key")
+    if not isinstance(key, str) or not key:
+        raise RuntimeError("creating a key: the answer carried no key")
+    return key
 
 
 # --- command line ---------------------------------------------------------------------
@@ -343,12 +180,10 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--stream", action="store_true")
         c.add_argument("-n", type=int, default=200)
         c.add_argument("--warmup", type=int, default=20)
-    r = sub.add_parser("report")
-    r.add_argument("dir", type=Path)
-    r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--duration", default="10s")
-    r.add_argument("--ttft-n", default="200")
-    r.add_argument("--readme", type=Path)
+    k = sub.add_parser("mkkey")
+    k.add_argument("base", help="TokenHub base URL, e.g. http://127.0.0.1:8080")
+    k.add_argument("--token-file", type=Path, required=True, help="holds the admin token")
+    k.add_argument("--name", default="bench")
     return p
 
 
@@ -363,18 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.cmd == "ttft":
         print(asyncio.run(ttft(args.url, args.model, args.n, args.warmup, args.api_key)))
     else:
-        meta = {
-            "date": dt.date.today().isoformat(),
-            "machine": machine(),
-            "duration": args.duration,
-            "ttft_n": args.ttft_n,
-        }
-        table = render(read_results(args.dir), meta)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table)
-        if args.readme:
-            update_readme(args.readme, table)
-        sys.stdout.write(table)
+        token = args.token_file.read_text().strip()
+        print(asyncio.run(make_key(args.base, token, args.name)))
     return 0
 
 

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # TokenHub load bench: nginx as a mock OpenAI upstream, TokenHub in front of it, wrk and
 # an aiohttp client as load. Everything listens on 127.0.0.1 and lives in a temp dir.
+# TokenHub is measured in three configurations, each a fresh process with its own data
+# dir: full (client key + limits + recording), noauth (TOKENHUB_CLIENT_AUTH=false) and
+# norec (TOKENHUB_RECORDING=false); BENCH_ROUNDS rounds, the second in reverse order.
 #
 # Options (environment):
-#   BENCH_DURATION=10s       length of each wrk run
+#   BENCH_DURATION=10s       length of each wrk run (a run is about 17 x this + 50 s)
+#   BENCH_ROUNDS=2           times each configuration is measured
+#   BENCH_CONFIGS="full noauth norec"   which configurations, in round-1 order
 #   BENCH_SKIP_INSTALL=1     never apt-get install nginx-light / wrk
 #   BENCH_DIRECT_ONLY=1      measure nginx alone (no TokenHub)
-#   BENCH_TTFT_N=200         sequential streams for time to first content
-#   BENCH_API_KEY=...        bearer token sent to TokenHub (when client keys are enforced)
-#   BENCH_UPDATE_README=1    also write the table into bench/README.md
+#   BENCH_TTFT_N=200         sequential streams for time to first content (full config)
+#   BENCH_UPDATE_README=1    also write the tables into bench/README.md
 #   BENCH_KEEP=1             keep the temp dir (configs, logs, raw results)
 set -euo pipefail
 
@@ -18,7 +22,10 @@ PY=${BENCH_PYTHON:-$ROOT/.venv/bin/python}
 TOKENHUB=${BENCH_TOKENHUB:-$ROOT/.venv/bin/tokenhub}
 DURATION=${BENCH_DURATION:-10s}
 TTFT_N=${BENCH_TTFT_N:-200}
-export BENCH_API_KEY=${BENCH_API_KEY:-}
+ROUNDS=${BENCH_ROUNDS:-2}
+read -r -a CONFIGS <<<"${BENCH_CONFIGS:-full noauth norec}"
+# post.lua reads the client key from here; set per TokenHub process.
+export BENCH_API_KEY=""
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenhub-bench.XXXXXX")
 RESULTS="$WORK/results"
@@ -132,11 +139,29 @@ EOF
     chmod 600 "$file"
 }
 
+# config_env CONFIG: the TOKENHUB_* settings that make CONFIG, one per line. Limits are
+# raised far above what one core can serve so that the bucket is checked on every
+# request but never refuses one.
+config_env() {
+    echo TOKENHUB_RATE_LIMIT_RPS=1000000
+    echo TOKENHUB_RATE_LIMIT_BURST=1000000
+    case $1 in
+        full) ;;
+        noauth) echo TOKENHUB_CLIENT_AUTH=false ;;
+        norec) echo TOKENHUB_RECORDING=false ;;
+        *) die "unknown configuration '$1' (full, noauth, norec)" ;;
+    esac
+}
+
+# start_tokenhub CONFIG ROUND: a fresh TokenHub (new data dir, new admin token) in
+# CONFIG, and a fresh client key for it in BENCH_API_KEY.
 start_tokenhub() {
-    local dir="$WORK/tokenhub" unset_args=() v
+    local cfg=$1 round=$2 dir="$WORK/tokenhub-$1-$2" unset_args=() v cfg_env=()
     TH_PORT=$(free_port)
     mkdir -p "$dir/data"
     write_credentials "$dir/credentials"
+    (umask 077 && od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$dir/admin_token")
+    mapfile -t cfg_env < <(config_env "$cfg")
     # The caller's own TOKENHUB_* settings must not leak into the measured process.
     for v in $(compgen -e | grep '^TOKENHUB_' || true); do unset_args+=(-u "$v"); done
     # Its own process group, so stopping it also stops anything it spawned.
@@ -144,8 +169,10 @@ start_tokenhub() {
         TOKENHUB_LISTEN_ADDR="127.0.0.1:$TH_PORT" \
         TOKENHUB_DATA_DIR="$dir/data" \
         TOKENHUB_CREDENTIALS_FILE="$dir/credentials" \
+        TOKENHUB_ADMIN_TOKEN="$(cat "$dir/admin_token")" \
         TOKENHUB_LOG_LEVEL=warning \
         TOKENHUB_DEMO=false \
+        "${cfg_env[@]}" \
         "$TOKENHUB" >"$dir/stdout" 2>"$dir/stderr" &
     TH_PID=$!
     if ! "$PY" "$BENCH/load.py" wait "http://127.0.0.1:$TH_PORT/healthz" --timeout 30 \
@@ -155,7 +182,11 @@ start_tokenhub() {
         kill -0 "$TH_PID" 2>/dev/null || die "TokenHub exited before becoming healthy"
         die "TokenHub did not answer GET /healthz with 200 within 30 s"
     fi
-    log "TokenHub on 127.0.0.1:$TH_PORT (pid $TH_PID)"
+    # Every configuration sends the same request bytes (the open guard ignores the key).
+    BENCH_API_KEY=$("$PY" "$BENCH/load.py" mkkey "http://127.0.0.1:$TH_PORT" \
+        --token-file "$dir/admin_token" --name "bench-$cfg-$round") \
+        || die "could not create a client key through /admin/v1/apikeys"
+    log "TokenHub $cfg (round $round) on 127.0.0.1:$TH_PORT (pid $TH_PID), ${cfg_env[*]}"
 }
 
 # run_wrk NAME CONNECTIONS THREADS URL [DURATION]: one wrk run, its BENCH line kept.
@@ -178,31 +209,57 @@ measure_direct() {
     run_wrk direct_c64 64 2 "$url"
 }
 
+# measure_gateway CONFIG ROUND: c=1 latency, c=64 throughput with CPU and RSS; for the
+# full configuration also c=8 and the streaming time to first content.
 measure_gateway() {
-    local base="http://127.0.0.1:$TH_PORT" url before after reqs hz
+    local cfg=$1 round=$2 base="http://127.0.0.1:$TH_PORT" url before after reqs hz p
     url="$base/v1/chat/completions"
+    p="$cfg$round"
     "$PY" "$BENCH/load.py" check "$url" --api-key "$BENCH_API_KEY" >&2 \
-        || die "a plain request through TokenHub failed (see above)"
+        || die "a plain request through TokenHub ($cfg) failed (see above)"
     "$PY" "$BENCH/load.py" check "$url" --stream --model bench-stream-model \
         --api-key "$BENCH_API_KEY" >&2 || die "a streaming request through TokenHub failed"
-    log "through TokenHub: warm-up, then c=1, c=8, c=64 for $DURATION each"
-    run_wrk warm_gw 8 2 "$url" 2s
-    run_wrk gw_c1 1 1 "$url"
-    run_wrk gw_c8 8 2 "$url"
+    log "$cfg round $round: warm-up, then c=1, c=64 for $DURATION each"
+    run_wrk "warm_$p" 8 2 "$url" 2s
+    run_wrk "${p}_c1" 1 1 "$url"
+    if [[ $cfg == full ]]; then
+        run_wrk "${p}_c8" 8 2 "$url"
+    fi
     before=$(cpu_ticks "$TH_PID")
-    run_wrk gw_c64 64 2 "$url"
+    run_wrk "${p}_c64" 64 2 "$url"
     after=$(cpu_ticks "$TH_PID")
-    reqs=$(sed -n 's/^BENCH requests=\([0-9]*\).*/\1/p' "$RESULTS/gw_c64.txt")
+    reqs=$(sed -n 's/^BENCH requests=\([0-9]*\).*/\1/p' "$RESULTS/${p}_c64.txt")
     hz=$(getconf CLK_TCK)
     awk -v b="$before" -v a="$after" -v n="$reqs" -v hz="$hz" \
         'BEGIN { printf "BENCH cpu_ticks=%d cpu_ms_per_req=%.4f\n", a - b, (a - b) * 1000 / hz / n }' \
-        | tee "$RESULTS/gw_cpu.txt" >&2
+        | tee "$RESULTS/${p}_cpu.txt" >&2
     awk '/^VmRSS/ { r = $2 } /^VmHWM/ { h = $2 } END { printf "BENCH rss_kb=%d hwm_kb=%d\n", r, h }' \
-        "/proc/$TH_PID/status" | tee "$RESULTS/gw_rss.txt" >&2
-    log "streaming: $TTFT_N sequential requests, time to first content delta"
-    "$PY" "$BENCH/load.py" ttft "$url" --model bench-stream-model -n "$TTFT_N" \
-        --api-key "$BENCH_API_KEY" | tee "$RESULTS/gw_ttft.txt" >&2 \
-        || die "streaming time-to-first-content run failed"
+        "/proc/$TH_PID/status" | tee "$RESULTS/${p}_rss.txt" >&2
+    if [[ $cfg == full ]]; then
+        log "streaming: $TTFT_N sequential requests, time to first content delta"
+        "$PY" "$BENCH/load.py" ttft "$url" --model bench-stream-model -n "$TTFT_N" \
+            --api-key "$BENCH_API_KEY" | tee "$RESULTS/${p}_ttft.txt" >&2 \
+            || die "streaming time-to-first-content run failed"
+    fi
+}
+
+# measure_configs: every configuration ROUNDS times, each in a fresh process; even
+# rounds run the list backwards so slow drift (a neighbour's load) spreads evenly.
+measure_configs() {
+    local round cfg order i
+    for round in $(seq "$ROUNDS"); do
+        order=("${CONFIGS[@]}")
+        if ((round % 2 == 0)); then
+            order=()
+            for ((i = ${#CONFIGS[@]} - 1; i >= 0; i--)); do order+=("${CONFIGS[i]}"); done
+        fi
+        for cfg in "${order[@]}"; do
+            start_tokenhub "$cfg" "$round"
+            measure_gateway "$cfg" "$round"
+            stop_pid "$TH_PID"
+            TH_PID=""
+        done
+    done
 }
 
 report() {
@@ -212,20 +269,24 @@ report() {
     mkdir -p "$BENCH/results/raw"
     cp "$RESULTS"/*.txt "$BENCH/results/raw/"
     echo
-    "$PY" "$BENCH/load.py" report "${args[@]}"
+    "$PY" "$BENCH/report.py" "${args[@]}"
     log "written to bench/results/latest.md"
 }
 
 main() {
+    local started=$SECONDS
     cd "$ROOT"
     ensure_tools
+    # Other work on the machine shows up in every number: keep the load it started with.
+    awk '{ print "BENCH load1=" $1 }' /proc/loadavg >"$RESULTS/load_start.txt"
+    log "1-min load average before the bench: $(cut -d' ' -f1 /proc/loadavg)"
     start_nginx
     measure_direct
     if [[ ${BENCH_DIRECT_ONLY:-0} == 0 ]]; then
-        start_tokenhub
-        measure_gateway
+        measure_configs
     fi
     report
+    log "bench took $((SECONDS - started)) s"
 }
 
 # Sourcing this file (for ad-hoc runs) defines the functions without running the bench.
