@@ -2,7 +2,9 @@
 
 Handlers translate HTTP to :class:`~tokenhub.observe.tsdb.TSDB` calls; validation of the
 query window lives there. Times in queries are epoch seconds or ISO-8601 (naive means
-UTC); a step is seconds, optionally suffixed ``s``, ``m``, ``h`` or ``d``.
+UTC); a step is seconds, optionally suffixed ``s``, ``m``, ``h`` or ``d``. The TSDB
+stores 1-second rollups, so its resolution is one second: a step below ``1s`` is refused
+with 400 ``invalid_step`` rather than silently clamped.
 """
 
 import math
@@ -56,7 +58,10 @@ def _parse_iso(raw: str, name: str) -> float:
 
 
 def parse_step(raw: str) -> float:
-    """Seconds from ``"90"``, ``"1.5"``, ``"30s"``, ``"5m"``, ``"1h"`` or ``"1d"``."""
+    """Seconds from ``"90"``, ``"1.5"``, ``"30s"``, ``"5m"``, ``"1h"`` or ``"1d"``.
+
+    Only the syntax is checked here; the TSDB refuses steps below 1 s.
+    """
     text = raw.strip().lower()
     scale = _STEP_UNITS.get(text[-1:])
     number = text[:-1] if scale is not None else text

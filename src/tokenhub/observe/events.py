@@ -1,9 +1,14 @@
 """The event bus: gateway events fanned out to Server-Sent Events subscribers.
 
 Events travel as JSON (``{"type", "ts", ...}``) through the shared-state port's pub/sub,
-so replicas can share one stream once the state lives in Redis. Publishing is
-synchronous and never waits: the shared-state write is scheduled as a task, and when
-too many writes are pending (a stalled Redis) new events are dropped and counted.
+so replicas can share one stream once the state lives in Redis. ``publish()`` (vault,
+health, admin paths) is synchronous and never waits: the shared-state write is scheduled
+as a task, and when too many writes are pending (a stalled Redis) new events are dropped
+and counted. The recorder's ``EventSink`` instead awaits each write in turn
+(``send()``), with no task per event.
+
+When the state is process-local (``MemoryState``) the only possible listeners are this
+bus's own streams, so with none open (``wanted`` is false) events are not even built.
 
 Each SSE subscriber has its own bounded queue: a slow reader loses its oldest events
 and never slows the gateway or the other readers. Idle streams get heartbeat comments
@@ -23,7 +28,8 @@ from typing import Any
 import orjson
 
 from tokenhub.state.base import SharedState
-from tokenhub.types import Outcome
+from tokenhub.state.memory import MemoryState
+from tokenhub.types import Attempt, Outcome
 
 log = logging.getLogger("tokenhub.events")
 
@@ -50,6 +56,7 @@ class EventBus:
         subscriber_queue: int = 256,
         heartbeat_s: float = 15.0,
         wall: Callable[[], float] = time.time,
+        local_only: bool | None = None,
     ) -> None:
         if subscriber_queue < 1 or heartbeat_s <= 0:
             raise ValueError("need subscriber_queue >= 1 and heartbeat_s > 0")
@@ -58,6 +65,9 @@ class EventBus:
         self._queue_size = subscriber_queue
         self._heartbeat_s = heartbeat_s
         self._wall = wall
+        # None: decide from the state. Only a process-local state lets us know that
+        # nobody anywhere listens.
+        self.local_only = isinstance(state, MemoryState) if local_only is None else local_only
         self._pending: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._wakes: set[asyncio.Event] = set()
@@ -68,6 +78,20 @@ class EventBus:
         """How many streams are open now."""
         return len(self._wakes)
 
+    @property
+    def wanted(self) -> bool:
+        """False when nobody can hear an event now (process-local state, no stream)."""
+        return not (self.local_only and not self._wakes) and not self._closed.is_set()
+
+    def message(self, type: str, **fields: Any) -> bytes:
+        """One event as the JSON bytes that travel through the shared state."""
+        return orjson.dumps({"type": type, "ts": self._wall(), **fields})
+
+    async def send(self, message: bytes) -> None:
+        """Write one ``message()`` to the shared state now (best effort, never raises)."""
+        if not self._closed.is_set():
+            await self._send(message)
+
     def publish(self, type: str, **fields: Any) -> None:
         """Send one event to every subscriber; never blocks (call from the event loop)."""
         if self._closed.is_set():
@@ -75,7 +99,7 @@ class EventBus:
         if len(self._pending) >= MAX_PENDING_PUBLISHES:
             self.dropped += 1
             return
-        message = orjson.dumps({"type": type, "ts": self._wall(), **fields})
+        message = self.message(type, **fields)
         try:
             task = asyncio.get_running_loop().create_task(self._send(message))
         except RuntimeError:  # no running loop: nobody can be listening
@@ -170,7 +194,11 @@ def health_listener(bus: EventBus) -> Callable[[str, str, str], None]:
 
 class EventSink:
     """The recorder's sink: one ``failover`` event per failed attempt, then
-    ``route_success`` or ``route_error`` for the request."""
+    ``route_success`` or ``route_error`` for the request.
+
+    Writes are awaited one after another (no task per event); when nobody can hear
+    them (``EventBus.wanted`` is false) the batch is skipped without building events.
+    """
 
     name = "events"
 
@@ -178,17 +206,18 @@ class EventSink:
         self.bus = bus
 
     async def write(self, batch: Sequence[Outcome]) -> None:
+        bus = self.bus
         for outcome in batch:
-            self._failovers(outcome)
-            self._final(outcome)
+            if not bus.wanted:  # checked per outcome: the last stream may close mid-batch
+                return
+            if outcome.decision is not None:
+                for message in self._failovers(outcome, outcome.decision.attempts):
+                    await bus.send(message)
+            await bus.send(self._final(outcome))
 
-    def _failovers(self, o: Outcome) -> None:
-        if o.decision is None:
-            return
-        for a in o.decision.attempts:
-            if a.error_class is None:
-                continue
-            self.bus.publish(
+    def _failovers(self, o: Outcome, attempts: Sequence[Attempt]) -> list[bytes]:
+        return [
+            self.bus.message(
                 FAILOVER,
                 request_id=o.request_id,
                 model=a.model,
@@ -198,10 +227,13 @@ class EventSink:
                 latency_ms=round(a.latency_ms, 1),
                 reason=a.message,
             )
+            for a in attempts
+            if a.error_class is not None
+        ]
 
-    def _final(self, o: Outcome) -> None:
+    def _final(self, o: Outcome) -> bytes:
         ok = 200 <= o.status < 400
-        self.bus.publish(
+        return self.bus.message(
             ROUTE_SUCCESS if ok else ROUTE_ERROR,
             request_id=o.request_id,
             surface=o.surface,

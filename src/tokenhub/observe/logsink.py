@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tokenhub.store.logs import LogRepo, to_micro
+from tokenhub.store.db import json_dumps
+from tokenhub.store.logs import REQUEST_COLUMNS, REWARD_COLUMNS, LogRepo, to_micro
 from tokenhub.types import Attempt, Decision, Outcome, Policy
 
 SMALL_TOKENS = 1_000
@@ -99,63 +100,93 @@ def _attempt_trace(a: Attempt) -> dict[str, Any]:
 def request_row(outcome: Outcome) -> dict[str, Any]:
     """The request-log row of one outcome."""
     d = outcome.decision
-    return {
-        "ts": outcome.started_at,
-        "request_id": outcome.request_id,
-        "api_key_id": outcome.api_key_id,
-        "surface": outcome.surface,
-        "mode": outcome.mode,
-        "model": outcome.model,
-        "provider": outcome.provider,
-        "tokens_in": outcome.usage.prompt_tokens,
-        "tokens_out": outcome.usage.completion_tokens,
-        "cost_micro_usd": to_micro(outcome.cost_usd),
-        "latency_ms": outcome.latency_ms,
-        "ttft_ms": outcome.ttft_ms,
-        "status": outcome.status,
-        "error_class": outcome.error_class,
-        "error": None if outcome.error is None else outcome.error[:_MAX_TEXT],
-        "reason": outcome.reason[:200],
-        "attempts": len(d.attempts) if d else 0,
-        "stream": outcome.stream,
-        "trace": decision_trace(d) if d else None,
-    }
+    values = _request_values(outcome, decision_trace(d) if d else None)
+    return dict(zip(REQUEST_COLUMNS, values, strict=True))
+
+
+def request_values(outcome: Outcome) -> tuple[Any, ...]:
+    """``request_row`` as values in ``REQUEST_COLUMNS`` order, the trace as JSON text."""
+    d = outcome.decision
+    return _request_values(outcome, json_dumps(decision_trace(d)) if d else None)
+
+
+def _request_values(outcome: Outcome, trace: Any) -> tuple[Any, ...]:
+    # Keep in REQUEST_COLUMNS order (store.logs.request_log).
+    d = outcome.decision
+    usage = outcome.usage
+    error = outcome.error
+    return (
+        outcome.started_at,
+        outcome.request_id,
+        outcome.api_key_id,
+        outcome.surface,
+        outcome.mode,
+        outcome.model,
+        outcome.provider,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        to_micro(outcome.cost_usd),
+        outcome.latency_ms,
+        outcome.ttft_ms,
+        outcome.status,
+        outcome.error_class,
+        None if error is None else error[:_MAX_TEXT],
+        outcome.reason[:200],
+        len(d.attempts) if d else 0,
+        outcome.stream,
+        trace,
+    )
 
 
 def reward_rows(outcome: Outcome, default: Policy) -> list[dict[str, Any]]:
     """One reward row per upstream attempt of ``outcome`` (none without a decision)."""
+    return [dict(zip(REWARD_COLUMNS, v, strict=True)) for v in reward_values(outcome, default)]
+
+
+def reward_values(outcome: Outcome, default: Policy) -> list[tuple[Any, ...]]:
+    """``reward_rows`` as values in ``REWARD_COLUMNS`` order."""
     d = outcome.decision
     if d is None:
         return []
     policy = policy_of(outcome, default)
-    tokens = d.estimated_tokens or outcome.usage.prompt_tokens
+    bucket = token_bucket(d.estimated_tokens or outcome.usage.prompt_tokens)
+    latency_budget = float(policy.max_latency_ms)
+    cost_budget = to_micro(policy.max_budget_usd)
     return [
-        _reward_row(i, a, outcome, policy, token_bucket(tokens)) for i, a in enumerate(d.attempts)
+        _reward_values(i, a, outcome, policy, bucket, latency_budget, cost_budget)
+        for i, a in enumerate(d.attempts)
     ]
 
 
-def _reward_row(
-    i: int, a: Attempt, outcome: Outcome, policy: Policy, bucket: str
-) -> dict[str, Any]:
+def _reward_values(
+    i: int,
+    a: Attempt,
+    outcome: Outcome,
+    policy: Policy,
+    bucket: str,
+    latency_budget: float,
+    cost_budget: int,
+) -> tuple[Any, ...]:
+    # Keep in REWARD_COLUMNS order (store.logs.reward_log).
     ok = attempt_succeeded(a, outcome)
     error_class = None if ok else (str(a.error_class) if a.error_class else outcome.error_class)
-    return {
-        "ts": outcome.started_at,
-        "request_id": outcome.request_id,
-        "attempt": i,
-        "api_key_id": outcome.api_key_id,
-        "model": a.model,
-        "provider": a.provider,
-        "mode": outcome.mode,
-        "token_bucket": bucket,
-        "latency_budget_ms": float(policy.max_latency_ms),
-        "cost_budget_micro_usd": to_micro(policy.max_budget_usd),
-        "latency_ms": attempt_latency(a, outcome),
-        "cost_micro_usd": to_micro(outcome.cost_usd) if ok else 0,
-        "success": ok,
-        "error_class": error_class,
-        "reward": reward(a, outcome, policy),
-    }
+    return (
+        outcome.started_at,
+        outcome.request_id,
+        i,
+        outcome.api_key_id,
+        a.model,
+        a.provider,
+        outcome.mode,
+        bucket,
+        latency_budget,
+        cost_budget,
+        attempt_latency(a, outcome),
+        to_micro(outcome.cost_usd) if ok else 0,
+        ok,
+        error_class,
+        reward(a, outcome, policy),
+    )
 
 
 class LogSink:
@@ -172,6 +203,6 @@ class LogSink:
         self._default = default_policy or Policy()
 
     async def write(self, batch: Sequence[Outcome]) -> None:
-        requests = [request_row(o) for o in batch]
-        rewards = [row for o in batch for row in reward_rows(o, self._default)]
-        await self._repo.insert_batch(requests, rewards)
+        requests = [request_values(o) for o in batch]
+        rewards = [row for o in batch for row in reward_values(o, self._default)]
+        await self._repo.insert_rows(requests, rewards)

@@ -13,6 +13,7 @@ and HTTP status codes. Nothing a client types can mint a new series.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -63,6 +64,7 @@ class Metrics:
         self._queue_depth: Callable[[], int] = _zero
         self._dropped: Callable[[], int] = _zero
         self._vault_locked: Callable[[], bool] = _false
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._define(self.registry)
         self.registry.register(_LiveCollector(self))
 
@@ -129,28 +131,74 @@ class Metrics:
 
     def observe(self, o: Outcome) -> None:
         """Count one finished request."""
-        model, provider = self._model_label(o.model), self._provider_label(o.provider)
+        self.observe_batch((o,))
+
+    def observe_batch(self, batch: Iterable[Outcome]) -> None:
+        """Count a batch of finished requests.
+
+        Counters are summed per label set first and incremented once each; histograms
+        observe every value. Children come from a cache, because ``labels()`` costs
+        more than the update itself.
+        """
+        agg = _BatchTotals()
+        for o in batch:
+            self._add(agg, o)
+        self._apply(agg)
+
+    def _add(self, agg: _BatchTotals, o: Outcome) -> None:
+        pair = self._pair_label(o.model, o.provider)
         mode = o.mode if o.mode in MODES else OTHER
         status = str(o.status) if 100 <= o.status <= 599 else OTHER
-        self._requests.labels(mode, model, provider, status).inc()
-        self._latency.labels(model, provider).observe(o.latency_ms)
+        key = (mode, *pair, status)
+        agg.requests[key] = agg.requests.get(key, 0) + 1
+        agg.latency.setdefault(pair, []).append(o.latency_ms)
         if o.stream and o.ttft_ms is not None:
-            self._ttft.labels(model, provider).observe(o.ttft_ms)
+            agg.ttft.setdefault(pair, []).append(o.ttft_ms)
         if o.cost_usd > 0:
-            self._cost.labels(model, provider).inc(o.cost_usd)
+            agg.cost[pair] = agg.cost.get(pair, 0.0) + o.cost_usd
         if o.usage.prompt_tokens > 0:
-            self._tokens_in.labels(model, provider).inc(o.usage.prompt_tokens)
+            agg.tokens_in[pair] = agg.tokens_in.get(pair, 0) + o.usage.prompt_tokens
         if o.usage.completion_tokens > 0:
-            self._tokens_out.labels(model, provider).inc(o.usage.completion_tokens)
-        for error_class in failover_classes(o):
-            cls = error_class if error_class in _ERROR_CLASSES else OTHER
-            self._failovers.labels(cls).inc()
+            agg.tokens_out[pair] = agg.tokens_out.get(pair, 0) + o.usage.completion_tokens
+        if o.decision is not None and len(o.decision.attempts) > 1:
+            for error_class in failover_classes(o):
+                cls = error_class if error_class in _ERROR_CLASSES else OTHER
+                agg.failovers[cls] = agg.failovers.get(cls, 0) + 1
+
+    def _apply(self, agg: _BatchTotals) -> None:
+        for key, n in agg.requests.items():
+            self._child(self._requests, key).inc(n)
+        for hist, values_by_pair in ((self._latency, agg.latency), (self._ttft, agg.ttft)):
+            for pair, values in values_by_pair.items():
+                observe = self._child(hist, pair).observe
+                for v in values:
+                    observe(v)
+        for counter, totals in (
+            (self._cost, agg.cost),
+            (self._tokens_in, agg.tokens_in),
+            (self._tokens_out, agg.tokens_out),
+        ):
+            for pair, total in totals.items():
+                self._child(counter, pair).inc(total)
+        for cls, n in agg.failovers.items():
+            self._child(self._failovers, (cls,)).inc(n)
+
+    def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
+        # Label values are bounded (see the module docstring), so the cache is too.
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type, for ``GET /metrics``."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     # -- labels --------------------------------------------------------------------
+
+    def _pair_label(self, model: str | None, provider: str | None) -> tuple[str, str]:
+        return self._model_label(model), self._provider_label(provider)
 
     def _model_label(self, model: str | None) -> str:
         if not model:
@@ -180,6 +228,19 @@ def failover_classes(o: Outcome) -> list[str]:
         return []
     attempts = o.decision.attempts
     return [str(a.error_class) for a in attempts[:-1] if a.error_class is not None]
+
+
+@dataclass(slots=True)
+class _BatchTotals:
+    """One batch's metric updates, summed per label set before they are applied."""
+
+    requests: dict[tuple[str, ...], int] = field(default_factory=dict)
+    latency: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    ttft: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    cost: dict[tuple[str, str], float] = field(default_factory=dict)
+    tokens_in: dict[tuple[str, str], int] = field(default_factory=dict)
+    tokens_out: dict[tuple[str, str], int] = field(default_factory=dict)
+    failovers: dict[str, int] = field(default_factory=dict)
 
 
 class _LiveCollector(Collector):
@@ -235,5 +296,4 @@ class MetricsSink:
         self.metrics = metrics
 
     async def write(self, batch: Sequence[Outcome]) -> None:
-        for outcome in batch:
-            self.metrics.observe(outcome)
+        self.metrics.observe_batch(batch)

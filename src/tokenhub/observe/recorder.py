@@ -4,8 +4,10 @@
 outcome goes into a bounded in-memory queue, or, when the queue is full, it is dropped
 and counted in ``dropped`` (a metric reads it). A background task takes batches of up
 to ``batch_size`` outcomes (or whatever arrived within ``flush_interval_s``) and hands
-each batch to every sink concurrently. A failing sink is retried a few times and then
-skipped for that batch; it never holds up or loses the other sinks' data.
+each batch to every sink concurrently. Each sink gets the batch in slices of at most
+``slice_size`` outcomes with a yield to the event loop between slices, so a big batch
+never stalls request handling for long. A failing sink is retried a few times and then
+skipped for the rest of that batch; it never holds up or loses the other sinks' data.
 
 Shutdown order: stop accepting requests, let in-flight requests finish (each records
 its outcome), then ``await recorder.stop()``, which writes everything still queued.
@@ -53,10 +55,13 @@ class Recorder:
         retries: int = 2,
         retry_backoff_s: float = 0.1,
         write_timeout_s: float = 30.0,
+        slice_size: int = 100,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         if max_queue < 1 or batch_size < 1 or flush_interval_s <= 0 or retries < 0:
             raise ValueError("need max_queue >= 1, batch_size >= 1, flush_interval_s > 0")
+        if slice_size < 1:
+            raise ValueError("need slice_size >= 1")
         self.sinks = list(sinks)
         self.max_queue = max_queue
         self.batch_size = batch_size
@@ -64,6 +69,7 @@ class Recorder:
         self.retries = retries
         self.retry_backoff_s = retry_backoff_s
         self.write_timeout_s = write_timeout_s
+        self.slice_size = slice_size
         self._sleep = sleep
         self._queue: deque[Outcome] = deque()
         self._wake = asyncio.Event()
@@ -128,14 +134,23 @@ class Recorder:
             n = min(self.batch_size, len(self._queue))
             batch = [self._queue.popleft() for _ in range(n)]
             if batch:
-                await asyncio.gather(*(self._write_sink(s, batch) for s in self.sinks))
+                await asyncio.gather(*(self._feed_sink(s, batch) for s in self.sinks))
                 self.flushed += len(batch)
 
-    async def _write_sink(self, sink: BatchSink, batch: Sequence[Outcome]) -> None:
+    async def _feed_sink(self, sink: BatchSink, batch: list[Outcome]) -> None:
+        """Hand ``batch`` to ``sink`` slice by slice, yielding to the loop in between."""
+        step = self.slice_size
+        for start in range(0, len(batch), step):
+            if start:
+                await asyncio.sleep(0)  # let requests run between slices
+            if not await self._write_sink(sink, batch[start : start + step]):
+                return  # this sink gave up: skip the rest of the batch, as before slicing
+
+    async def _write_sink(self, sink: BatchSink, batch: Sequence[Outcome]) -> bool:
         for attempt in range(self.retries + 1):
             try:
                 await asyncio.wait_for(sink.write(batch), self.write_timeout_s)
-                return
+                return True
             except Exception as exc:  # a sink's failure must never reach the others
                 self.sink_failures[sink.name] = self.sink_failures.get(sink.name, 0) + 1
                 last = attempt == self.retries
@@ -148,3 +163,4 @@ class Recorder:
                 )
                 if not last:
                     await self._sleep(self.retry_backoff_s * 2**attempt)
+        return False

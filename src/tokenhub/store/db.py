@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -59,7 +60,10 @@ class Database:
         url = make_url(self.url)
         if url.get_backend_name() == "sqlite":
             _make_parent_dir(url.database)
-        engine = create_async_engine(url)
+        # orjson for JSON columns: several times faster than the json module both ways.
+        engine = create_async_engine(
+            url, json_serializer=json_dumps, json_deserializer=orjson.loads
+        )
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine.sync_engine, "connect", _apply_sqlite_pragmas)
         self._engine = engine
@@ -103,6 +107,11 @@ def upsert(
         changes = {k: lite_stmt.excluded[k] for k in values if k not in frozen}
         return lite_stmt.on_conflict_do_update(index_elements=keys, set_=changes)
     raise ValueError(f"upsert is not supported on the {dialect!r} backend")
+
+
+def json_dumps(value: Any) -> str:
+    """JSON text of ``value`` as stored in JSON columns (orjson; non-str keys allowed)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _make_parent_dir(database: str | None) -> None:

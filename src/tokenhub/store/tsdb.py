@@ -1,18 +1,26 @@
-"""The embedded time-series store: one narrow table of points and its repository.
+"""The embedded time-series store: one table of 1-second rollups and its repository.
 
-A point is ``(ts, metric, model, provider, value)``. The table is append-only: points
-are inserted in batches by the recorder's TSDB sink and deleted only by retention.
-Downsampling runs in SQL, identically on SQLite and PostgreSQL: a point at ``ts``
-falls in bucket ``floor((ts - start) / step)``, and each bucket reports avg, max,
-count and sum of its values.
+Measurements arrive as points ``(ts, metric, model, provider, value)`` but are never
+stored one by one: a batch is rolled up in memory by ``(metric, model, provider,
+floor(ts))`` into ``(count, sum, max, min)`` and each group becomes one row stamped with
+its second. Two batches touching the same second simply leave two rows; every read
+aggregates rows, so that is invisible. The table is append-only: rows are inserted by
+the recorder's TSDB sink and deleted only by retention.
+
+Time resolution is therefore one second: a row counts as lying at its second
+everywhere (query windows, buckets, retention). Downsampling runs in SQL, identically
+on SQLite and PostgreSQL: a row at second ``s`` falls in bucket
+``floor((s - start) / step)``, and each bucket reports ``avg = sum(sum) / sum(count)``,
+``max(max)``, ``sum(count)`` and ``sum(sum)``. Steps below one second are refused.
 """
 
 from __future__ import annotations
 
 import builtins
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -22,20 +30,32 @@ from tokenhub.store.tables import metadata
 GROUP_COLUMNS = ("model", "provider")
 """The labels a query may group by."""
 
+MIN_STEP_S = 1.0
+"""The storage resolution: no query may bucket finer than this."""
+
 tsdb_points = sa.Table(
     "tsdb_points",
     metadata,
-    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),  # epoch second of the rollup
     sa.Column("metric", sa.String(64), nullable=False),
     sa.Column("model", sa.String(300), nullable=False),
     sa.Column("provider", sa.String(200), nullable=False),
-    sa.Column("value", sa.Float, nullable=False),
-    # No primary key: points have no identity, and one index fewer keeps inserts cheap.
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("sum", sa.Float, nullable=False),
+    sa.Column("max", sa.Float, nullable=False),
+    sa.Column("min", sa.Float, nullable=False),
+    # No primary key: rows have no identity, and one index fewer keeps inserts cheap.
     sa.Index("ix_tsdb_points_metric_ts", "metric", "ts"),
     sa.Index("ix_tsdb_points_metric_model_provider_ts", "metric", "model", "provider", "ts"),
     # Retention deletes by time alone; without this it would scan the table.
     sa.Index("ix_tsdb_points_ts", "ts"),
 )
+
+RollupKey = tuple[str, str, str, int]
+"""``(metric, model, provider, second)``: what one stored row summarizes."""
+
+Groups = dict[RollupKey, list[float]]
+"""Rollups being accumulated: key -> ``[count, sum, max, min]``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +67,23 @@ class Point:
     model: str
     provider: str
     value: float
+
+
+class Rollup(NamedTuple):
+    """One stored row: ``points`` values of one series within second ``ts``.
+
+    Fields are in the table's column order (``points`` is the ``count`` column; the
+    name ``count`` would shadow ``tuple.count``).
+    """
+
+    ts: int
+    metric: str
+    model: str
+    provider: str
+    points: int
+    sum: float
+    max: float
+    min: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,19 +125,58 @@ class MetricInfo:
     series: list[SeriesCount] = field(default_factory=list)
 
 
+def accumulate(groups: Groups, key: RollupKey, value: float) -> None:
+    """Fold ``value`` into the rollup of ``key`` (the hot loop of the sink)."""
+    acc = groups.get(key)
+    if acc is None:
+        groups[key] = [1, value, value, value]
+        return
+    acc[0] += 1
+    acc[1] += value
+    if value > acc[2]:
+        acc[2] = value
+    elif value < acc[3]:
+        acc[3] = value
+
+
+def to_rollups(groups: Groups) -> builtins.list[Rollup]:
+    """The rows of accumulated ``groups``."""
+    return [
+        Rollup(sec, metric, model, provider, int(n), total, hi, lo)
+        for (metric, model, provider, sec), (n, total, hi, lo) in groups.items()
+    ]
+
+
+def rollup(points: Iterable[Point]) -> builtins.list[Rollup]:
+    """``points`` rolled up by (metric, model, provider, second)."""
+    groups: Groups = {}
+    for p in points:
+        key = (p.metric, p.model, p.provider, math.floor(p.ts))
+        accumulate(groups, key, float(p.value))
+    return to_rollups(groups)
+
+
 class TSDBRepo:
-    """Insert, downsample, list and prune time-series points in ``db``."""
+    """Insert, downsample, list and prune time-series rollups in ``db``."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._insert_sql: str | None = None
 
     async def insert(self, points: Iterable[Point]) -> int:
-        """Insert ``points`` in one executemany; returns how many were written."""
-        rows = [_to_row(p) for p in points]
+        """Roll ``points`` up and insert the rows; returns how many points were written."""
+        rows = rollup(points)
+        await self.insert_rollups(rows)
+        return sum(r.points for r in rows)
+
+    async def insert_rollups(self, rows: Sequence[Rollup]) -> int:
+        """Insert ``rows`` in one executemany; returns how many rows were written."""
         if not rows:
             return 0
         async with self._db.engine.begin() as conn:
-            await conn.execute(sa.insert(tsdb_points), rows)
+            # Driver-level executemany of plain tuples: Core's per-row parameter
+            # processing cost more than the rest of the sink together.
+            await conn.exec_driver_sql(self._insert_statement(conn.dialect), list(rows))
         return len(rows)
 
     async def query(
@@ -116,11 +192,15 @@ class TSDBRepo:
     ) -> builtins.list[Series]:
         """Points of ``metric`` in ``[start, end)`` downsampled to ``step`` seconds.
 
-        ``group_by`` is a subset of :data:`GROUP_COLUMNS`; one :class:`Series` comes back
-        per distinct group (ordered by its labels), or a single one when not grouping.
-        No points at all gives an empty list.
+        A row counts as lying at its second. ``step`` must be at least
+        :data:`MIN_STEP_S` (else ValueError). ``group_by`` is a subset of
+        :data:`GROUP_COLUMNS`; one :class:`Series` comes back per distinct group
+        (ordered by its labels), or a single one when not grouping. No points at all
+        gives an empty list.
         """
         groups = _check_group_by(group_by)
+        if not step >= MIN_STEP_S:
+            raise ValueError(f"step must be at least {MIN_STEP_S} s (the storage resolution)")
         stmt = _bucket_query(self._db.dialect, metric, start, end, step, model, provider, groups)
         async with self._db.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
@@ -130,7 +210,7 @@ class TSDBRepo:
         """Every metric with points, with its point count per (model, provider) series."""
         c = tsdb_points.c
         stmt = (
-            sa.select(c.metric, c.model, c.provider, sa.func.count().label("n"))
+            sa.select(c.metric, c.model, c.provider, sa.func.sum(c["count"]).label("n"))
             .group_by(c.metric, c.model, c.provider)
             .order_by(c.metric, c.model, c.provider)
         )
@@ -144,21 +224,27 @@ class TSDBRepo:
         return builtins.list(found.values())
 
     async def prune(self, before_ts: float) -> int:
-        """Delete every point older than ``before_ts``; returns how many were deleted."""
-        stmt = sa.delete(tsdb_points).where(tsdb_points.c.ts < float(before_ts))
+        """Delete every point whose second is before ``before_ts``; returns how many."""
+        c = tsdb_points.c
+        stmt = sa.delete(tsdb_points).where(c.ts < _second_bound(before_ts)).returning(c["count"])
         async with self._db.engine.begin() as conn:
-            result = await conn.execute(stmt)
-        return int(result.rowcount)
+            counts = (await conn.execute(stmt)).scalars().all()
+        return int(sum(counts))
+
+    def _insert_statement(self, dialect: sa.Dialect) -> str:
+        if self._insert_sql is None:
+            compiled = sa.insert(tsdb_points).compile(dialect=dialect)
+            # The tuples are passed positionally: their order must be the statement's.
+            if list(compiled.positiontup or ()) != [c.name for c in tsdb_points.columns]:
+                raise RuntimeError(f"tsdb insert binds {compiled.positiontup}, not Rollup")
+            self._insert_sql = compiled.string
+        return self._insert_sql
 
 
-def _to_row(p: Point) -> dict[str, Any]:
-    return {
-        "ts": float(p.ts),
-        "metric": p.metric,
-        "model": p.model,
-        "provider": p.provider,
-        "value": float(p.value),
-    }
+def _second_bound(t: float) -> int:
+    # For integer seconds s: s >= t <=> s >= ceil(t) and s < t <=> s < ceil(t). Integer
+    # bounds keep PostgreSQL on the bigint index (a float8 bound would cast the column).
+    return math.ceil(t)
 
 
 def _check_group_by(group_by: Sequence[str]) -> tuple[str, ...]:
@@ -170,8 +256,8 @@ def _check_group_by(group_by: Sequence[str]) -> tuple[str, ...]:
 
 
 def _bucket_index(dialect: str, start: float, step: float) -> sa.ColumnElement[int]:
-    offset = (tsdb_points.c.ts - sa.literal(float(start), sa.Float)) / sa.literal(
-        float(step), sa.Float
+    offset = (sa.cast(tsdb_points.c.ts, sa.Float) - sa.literal(float(start), sa.Float)) / (
+        sa.literal(float(step), sa.Float)
     )
     if dialect == "postgresql":
         # PostgreSQL's CAST(double AS bigint) rounds to nearest; floor first.
@@ -192,7 +278,7 @@ def _bucket_query(
     groups: tuple[str, ...],
 ) -> sa.Select[Any]:
     c = tsdb_points.c
-    where = [c.metric == metric, c.ts >= float(start), c.ts < float(end)]
+    where = [c.metric == metric, c.ts >= _second_bound(start), c.ts < _second_bound(end)]
     if model is not None:
         where.append(c.model == model)
     if provider is not None:
@@ -201,19 +287,18 @@ def _bucket_query(
     # Bucket in a subquery and group the outer query by its column: grouping by the
     # expression itself would repeat its bind parameters, which PostgreSQL cannot match
     # against the select list.
-    inner = sa.select(_bucket_index(dialect, start, step).label("b"), c.value, *labels).where(
-        *where
-    )
+    inner = sa.select(
+        _bucket_index(dialect, start, step).label("b"), c["count"], c["sum"], c["max"], *labels
+    ).where(*where)
     sub = inner.subquery()
     keys = [sub.c[g] for g in groups]
     return (
         sa.select(
             *keys,
             sub.c.b,
-            sa.func.avg(sub.c.value).label("avg"),
-            sa.func.max(sub.c.value).label("max"),
-            sa.func.count().label("count"),
-            sa.func.sum(sub.c.value).label("sum"),
+            sa.func.max(sub.c["max"]).label("max"),
+            sa.func.sum(sub.c["count"]).label("count"),
+            sa.func.sum(sub.c["sum"]).label("sum"),
         )
         .group_by(*keys, sub.c.b)
         .order_by(*keys, sub.c.b)
@@ -237,13 +322,14 @@ def _to_series(
             series = Series(model=m["model"] if "model" in groups else model)
             series.provider = m["provider"] if "provider" in groups else provider
             out[key] = series
+        count, total = int(m["count"]), float(m["sum"])
         series.buckets.append(
             Bucket(
                 ts=start + int(m["b"]) * step,
-                avg=float(m["avg"]),
+                avg=total / count,
                 max=float(m["max"]),
-                count=int(m["count"]),
-                sum=float(m["sum"]),
+                count=count,
+                sum=total,
             )
         )
     return builtins.list(out.values())

@@ -140,6 +140,7 @@ async def test_unknown_metric_is_an_empty_result(client: httpx.AsyncClient) -> N
     [
         ({"step": "0"}, "invalid_step"),
         ({"step": "-60"}, "invalid_step"),
+        ({"step": "0.5s"}, "invalid_step"),
         ({"step": "fast"}, "invalid_step"),
         ({"start": "100", "end": "100"}, "invalid_range"),
         ({"start": "200", "end": "100"}, "invalid_range"),
@@ -152,7 +153,8 @@ async def test_unknown_metric_is_an_empty_result(client: httpx.AsyncClient) -> N
 async def test_bad_query_parameters_are_400(
     client: httpx.AsyncClient, params: dict[str, str], code: str
 ) -> None:
-    """Invalid step, window, time format, bucket count or group label answer 400 JSON."""
+    """Invalid step (incl. below the 1 s resolution), window, time format, bucket count or
+    group label answer 400 JSON."""
     r = await client.get("/admin/v1/tsdb/query", params={"metric": "latency_ms", **params})
     assert r.status_code == 400
     assert r.json()["error"]["code"] == code

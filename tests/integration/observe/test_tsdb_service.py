@@ -104,6 +104,29 @@ async def test_sink_skips_modelless_outcomes_and_missing_ttft(tsdb: TSDB) -> Non
     assert [(s.model, s.provider) for s in series] == [("gpt-x", "openai")]
 
 
+async def test_sink_rolls_a_batch_up_per_series_and_second(tsdb: TSDB, db: Database) -> None:
+    """A batch is stored as one row per (metric, model, provider, second), losslessly."""
+    await tsdb.sink().write(
+        [
+            _outcome(started_at=NOW - 30.9, latency_ms=100.0),
+            _outcome(started_at=NOW - 30.1, latency_ms=160.0),
+            _outcome(started_at=NOW - 29.5, latency_ms=40.0),
+            _outcome(started_at=NOW - 30.5, latency_ms=10.0, model="other"),
+        ]
+    )
+    sql = "SELECT COUNT(*) FROM tsdb_points WHERE metric = 'latency_ms'"
+    async with db.engine.connect() as conn:
+        assert (await conn.exec_driver_sql(sql)).scalar() == 3  # gpt-x @-31, -30; other
+    result = await tsdb.query("latency_ms", NOW - 31, NOW - 29, 1.0, model="gpt-x")
+    (series,) = result.series
+    assert [(b.ts, b.count, b.sum, b.max, b.avg) for b in series.buckets] == [
+        (NOW - 31, 2, 260.0, 160.0, 130.0),
+        (NOW - 30, 1, 40.0, 40.0, 40.0),
+    ]
+    infos = {m.name: m.points for m in await tsdb.metrics()}
+    assert infos == {"latency_ms": 4, "cost_usd": 4, "tokens_in": 4, "tokens_out": 4}
+
+
 async def test_sink_records_missing_provider_as_empty_label(tsdb: TSDB) -> None:
     """An outcome without a provider is stored under provider ''."""
     await tsdb.sink().write([_outcome(provider=None)])
@@ -125,6 +148,7 @@ async def test_query_defaults_to_the_last_hour_by_minute(tsdb: TSDB) -> None:
     [
         (0.0, 100.0, 0.0, (), "invalid_step"),
         (0.0, 100.0, -5.0, (), "invalid_step"),
+        (0.0, 100.0, 0.5, (), "invalid_step"),
         (100.0, 100.0, 1.0, (), "invalid_range"),
         (200.0, 100.0, 1.0, (), "invalid_range"),
         (0.0, 10_001.0, 1.0, (), "too_many_buckets"),
@@ -135,7 +159,8 @@ async def test_query_defaults_to_the_last_hour_by_minute(tsdb: TSDB) -> None:
 async def test_invalid_queries_are_bad_requests(
     tsdb: TSDB, start: float, end: float, step: float, group_by: tuple[str, ...], code: str
 ) -> None:
-    """A bad step, window, bucket count or group label raises BadRequest with its code."""
+    """A bad step (below the 1 s resolution), window, bucket count or group label raises
+    BadRequest with its code."""
     with pytest.raises(BadRequest) as info:
         await tsdb.query("latency_ms", start, end, step, group_by=group_by)
     assert info.value.code == code

@@ -1,4 +1,5 @@
-"""TSDBRepo on SQLite and PostgreSQL: SQL downsampling against hand-computed buckets."""
+"""TSDBRepo on SQLite and PostgreSQL: 1-second rollups and SQL downsampling against
+hand-computed buckets."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tokenhub.store.tsdb import Bucket, Point, TSDBRepo
 START, STEP, END = 1000.0, 60.0, 1240.0
 
 # latency_ms points; the comment names the 60 s bucket each falls in when start=1000.
+# Each is stored in the rollup of its whole second (999.5 in second 999, and so on).
 POINTS = [
     Point(999.5, "latency_ms", "a", "p", 1000.0),  # before start: never counted
     Point(1000.0, "latency_ms", "a", "p", 10.0),  # b0 (inclusive start)
@@ -140,7 +142,7 @@ async def test_metrics_lists_names_counts_and_series(repo: TSDBRepo) -> None:
 
 
 async def test_prune_deletes_strictly_older_points(repo: TSDBRepo) -> None:
-    """prune(t) deletes points with ts < t, reports how many, and keeps ts == t."""
+    """prune(t) deletes points whose second is < t, reports how many, keeps second t."""
     assert await repo.prune(1030.0) == 4  # 999.5, 1000, 1010 (latency b), 1010 (cost)
     assert await repo.prune(1030.0) == 0
     (series,) = await repo.query("latency_ms", 0.0, END, 10_000.0)
@@ -154,11 +156,58 @@ async def test_insert_of_nothing_writes_nothing(db: Database) -> None:
     assert await repo.metrics() == []
 
 
-async def test_fractional_steps_and_integer_timestamps(db: Database) -> None:
-    """Sub-second steps bucket correctly; integral ts values are not integer-divided."""
+async def test_sub_second_steps_are_refused(repo: TSDBRepo) -> None:
+    """Storage is 1-second rollups, so a step below 1 s raises ValueError."""
+    with pytest.raises(ValueError, match="at least 1"):
+        await repo.query("latency_ms", START, END, 0.5)
+
+
+async def test_fractional_steps_bucket_by_the_rows_second(db: Database) -> None:
+    """A 1.5 s step buckets each point by its whole second; integral bounds still work."""
     repo = TSDBRepo(db)
-    await repo.insert(
-        [Point(t, "m", "x", "y", float(i)) for i, t in enumerate([10, 10.25, 10.5, 10.75])]
+    times = [10, 10.25, 10.5, 10.75, 11.5, 12.0]
+    await repo.insert([Point(t, "m", "x", "y", float(i)) for i, t in enumerate(times)])
+    (series,) = await repo.query("m", 10, 13, 1.5)
+    # [10, 11.5): seconds 10 (values 0..3) and 11 (the point at 11.5: value 4);
+    # [11.5, 13): second 12 (value 5).
+    assert series.buckets == [_b(10.0, 2.0, 4.0, 5, 10.0), _b(11.5, 5.0, 5.0, 1, 5.0)]
+
+
+async def _rows(db: Database) -> list[tuple[object, ...]]:
+    sql = 'SELECT ts, metric, model, provider, "count", "sum", "max", "min" FROM tsdb_points'
+    async with db.engine.connect() as conn:
+        return [tuple(r) for r in (await conn.exec_driver_sql(sql + " ORDER BY ts, metric"))]
+
+
+async def test_a_batch_is_stored_as_one_row_per_series_and_second(db: Database) -> None:
+    """Points of one series in one second become one (count, sum, max, min) row."""
+    repo = TSDBRepo(db)
+    written = await repo.insert(
+        [
+            Point(20.1, "m", "x", "y", 4.0),
+            Point(20.9, "m", "x", "y", -1.0),
+            Point(20.5, "m", "x", "y", 3.0),
+            Point(21.0, "m", "x", "y", 7.0),
+            Point(20.2, "n", "x", "y", 2.0),
+        ]
     )
-    (series,) = await repo.query("m", 10, 11, 0.5)
-    assert series.buckets == [_b(10.0, 0.5, 1.0, 2, 1.0), _b(10.5, 2.5, 3.0, 2, 5.0)]
+    assert written == 5
+    assert await _rows(db) == [
+        (20, "m", "x", "y", 3, 6.0, 4.0, -1.0),
+        (20, "n", "x", "y", 1, 2.0, 2.0, 2.0),
+        (21, "m", "x", "y", 1, 7.0, 7.0, 7.0),
+    ]
+
+
+async def test_two_batches_in_one_second_read_as_one(db: Database) -> None:
+    """A second batch in the same second adds a row; reads merge them exactly."""
+    repo = TSDBRepo(db)
+    await repo.insert([Point(30.2, "m", "x", "y", 1.0), Point(30.4, "m", "x", "y", 2.0)])
+    await repo.insert([Point(30.7, "m", "x", "y", 9.0)])
+    assert len(await _rows(db)) == 2
+    (series,) = await repo.query("m", 30, 31, 1.0)
+    assert series.buckets == [_b(30.0, 4.0, 9.0, 3, 12.0)]
+    (info,) = await repo.metrics()
+    assert info.points == 3
+    assert await repo.prune(31.0) == 3
+    assert await _rows(db) == []

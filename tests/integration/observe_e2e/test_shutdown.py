@@ -184,7 +184,7 @@ async def test_signal_mid_burst_keeps_every_answered_request(
     assert {s.rid for s in routed} <= rewarded
     streamed = _rows(server.db, "SELECT COUNT(*) FROM request_log WHERE stream AND status = 200")
     assert streamed[0][0] >= sum(s.kind == "stream" for s in routed)
-    points = dict(_rows(server.db, "SELECT metric, COUNT(*) FROM tsdb_points GROUP BY metric"))
+    points = dict(_rows(server.db, 'SELECT metric, SUM("count") FROM tsdb_points GROUP BY metric'))
     assert points.get("latency_ms", 0) >= len(routed)
     assert points.get("ttft_ms", 0) >= sum(s.kind == "stream" for s in routed)
 

@@ -269,3 +269,42 @@ async def test_event_sink_reports_errors_as_route_error(state: MemoryState) -> N
     assert kind == "route_error"
     assert (data["status"], data["error_class"], data["error"]) == (502, "transient", "all failed")
     await stream.aclose()  # type: ignore[attr-defined]
+
+
+class CountingState(MemoryState):
+    """A MemoryState that counts publishes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.published = 0
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        self.published += 1
+        await super().publish(channel, message)
+
+
+async def test_event_sink_skips_work_when_a_local_state_has_no_subscriber() -> None:
+    """With a process-local state and no open stream, a batch publishes nothing."""
+    state = CountingState()
+    bus = make_bus(state)
+    assert bus.local_only and not bus.wanted
+    await EventSink(bus).write([outcome(request_id=f"r{i}") for i in range(50)])
+    assert state.published == 0
+    stream = await subscribe(bus)
+    assert bus.wanted
+    await EventSink(bus).write([outcome(request_id="seen")])
+    assert state.published == 1
+    assert (await next_event(stream))[1]["request_id"] == "seen"
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert not bus.wanted
+
+
+async def test_event_sink_always_publishes_to_a_shared_state() -> None:
+    """A bus that is not local-only (e.g. Redis) publishes even with no local stream."""
+    state = CountingState()
+    bus = make_bus(state, local_only=False)
+    attempts = [Attempt("m1", "p1", ErrorClass.TRANSIENT, 503, "x", 1.0), Attempt("m2", "p2")]
+    await EventSink(bus).write([outcome(decision=Decision(attempts=attempts)), outcome()])
+    assert bus.wanted and state.published == 3  # one failover + two route_success
+    await bus.stop()
+    assert not bus.wanted

@@ -199,3 +199,32 @@ async def test_metrics_sink_observes_every_outcome_of_a_batch() -> None:
     assert sink.name == "metrics"
     assert value(s, "tokenhub_requests_total", **ok) == 2
     assert value(s, "tokenhub_requests_total", **bad) == 1
+
+
+def test_a_batch_counts_the_same_as_outcomes_one_by_one() -> None:
+    """observe_batch (summed counters, cached children) matches per-outcome observe exactly."""
+    failed = Decision(
+        attempts=[Attempt("m1", "p1", error_class=ErrorClass.TRANSIENT), Attempt("m2", "p2")]
+    )
+    batch = [
+        outcome(),
+        outcome(status=502, model="junk", provider=None),
+        outcome(stream=True, ttft_ms=12.0, usage=Usage(3, 0), cost_usd=0.0),
+        outcome(latency_ms=900.0, decision=failed, model="m2", provider="p2"),
+        outcome(mode="made-up", status=42),
+    ] * 3
+    one_by_one, batched = Metrics(catalog=FakeCatalog()), Metrics(catalog=FakeCatalog())
+    for o in batch:
+        one_by_one.observe(o)
+    batched.observe_batch(batch[:7])
+    batched.observe_batch(batch[7:])
+    s = scrape(batched)
+    assert _values(s) == _values(scrape(one_by_one))
+    assert value(s, "tokenhub_failovers_total", error_class="transient") == 3
+    other = {"mode": "other", "model": "m1", "provider": "p1", "status": "other"}
+    assert value(s, "tokenhub_requests_total", **other) == 3
+
+
+def _values(samples: Samples) -> Samples:
+    """Samples without the ``_created`` timestamps, which differ between registries."""
+    return {k: v for k, v in samples.items() if not k[0].endswith("_created")}

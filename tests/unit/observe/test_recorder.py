@@ -203,3 +203,51 @@ def test_invalid_sizes_are_refused() -> None:
         Recorder([], max_queue=0)
     with pytest.raises(ValueError):
         Recorder([], batch_size=0)
+
+
+async def test_big_batches_reach_sinks_in_slices_with_the_loop_free_between() -> None:
+    """Each sink gets at most slice_size outcomes per call, and other tasks run in between."""
+    ticks: list[int] = []
+    sink = ListSink()
+
+    class TickSink(ListSink):
+        async def write(self, batch: Sequence[Outcome]) -> None:
+            await super().write(batch)
+            ticks.append(len(progress))
+
+    progress: list[int] = []
+
+    async def other_work() -> None:
+        while True:
+            progress.append(1)
+            await asyncio.sleep(0)
+
+    ticker = TickSink("tick")
+    rec = Recorder([sink, ticker], batch_size=500, slice_size=100, flush_interval_s=60)
+    for i in range(500):
+        rec.record(outcome(i))
+    worker = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    await rec.stop()
+    worker.cancel()
+    assert [len(b) for b in sink.batches] == [100] * 5
+    assert sink.ids == ticker.ids == [f"r{i}" for i in range(500)]
+    assert ticks == sorted(ticks) and ticks[-1] > ticks[0]  # the loop ran between slices
+    assert rec.flushed == 500
+
+
+async def test_a_sink_that_gives_up_skips_the_rest_of_its_batch_only() -> None:
+    """After retries fail on one slice, that sink skips the batch; the other gets every slice."""
+    bad, good = FailingSink(10**9, "bad"), ListSink("good")
+    rec = Recorder([bad, good], batch_size=300, slice_size=100, retries=1, retry_backoff_s=0.0)
+    for i in range(300):
+        rec.record(outcome(i))
+    await rec.stop()
+    assert bad.calls == 2  # one slice, tried twice, then the batch is skipped for it
+    assert len(good.batches) == 3 and len(good.ids) == 300
+
+
+def test_zero_slice_size_is_refused() -> None:
+    """A slice must hold at least one outcome."""
+    with pytest.raises(ValueError):
+        Recorder([], slice_size=0)

@@ -1,4 +1,4 @@
-"""Pure pieces of the TSDB: outcome → points, and the API's time and step parsing."""
+"""Pure pieces of the TSDB: outcome → points → rollups, and the API's time/step parsing."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 
 from tokenhub.api.admin_tsdb import parse_step, parse_time
 from tokenhub.errors import BadRequest
-from tokenhub.observe.tsdb import METRICS, outcome_points
-from tokenhub.store.tsdb import Point
+from tokenhub.observe.tsdb import METRICS, outcome_points, outcome_rollups
+from tokenhub.store.tsdb import Point, Rollup, rollup
 from tokenhub.types import Outcome, Usage
 
 
@@ -54,6 +54,37 @@ def test_non_finite_values_are_dropped() -> None:
     """A NaN or infinite measurement is skipped rather than stored."""
     points = outcome_points(_outcome(latency_ms=float("nan"), cost_usd=float("inf")))
     assert {p.metric for p in points} == {"tokens_in", "tokens_out"}
+
+
+def test_outcome_rollups_group_by_series_and_whole_second() -> None:
+    """A batch rolls up into (count, sum, max, min) per metric, model, provider, second."""
+    batch = [
+        _outcome(started_at=50.9, latency_ms=10.0, cost_usd=None),
+        _outcome(started_at=50.0, latency_ms=30.0, cost_usd=None),
+        _outcome(started_at=50.5, latency_ms=20.0, cost_usd=None, provider=None),
+        _outcome(started_at=51.0, latency_ms=5.0, cost_usd=float("nan")),
+        _outcome(started_at=50.2, model=None),
+    ]
+    rows = {(r.metric, r.ts, r.provider): r for r in outcome_rollups(batch)}
+    assert rows[("latency_ms", 50, "anthropic")] == Rollup(
+        50, "latency_ms", "claude-x", "anthropic", 2, 40.0, 30.0, 10.0
+    )
+    assert rows[("latency_ms", 50, "")].points == 1
+    assert rows[("tokens_in", 50, "anthropic")] == Rollup(
+        50, "tokens_in", "claude-x", "anthropic", 2, 6.0, 3.0, 3.0
+    )
+    assert rows[("latency_ms", 51, "anthropic")].sum == 5.0
+    assert not any(r.metric == "cost_usd" for r in rows.values())
+    assert len(rows) == 3 * 3  # latency, tokens in/out x (50 p, 50 '', 51 p)
+
+
+def test_outcome_rollups_equal_rolled_up_points() -> None:
+    """The sink's fast path gives exactly the rollup of outcome_points."""
+    batch = [
+        _outcome(started_at=7.0 + i / 3, ttft_ms=float(i), latency_ms=i * 1.5) for i in range(9)
+    ]
+    points = [p for o in batch for p in outcome_points(o)]
+    assert sorted(outcome_rollups(batch)) == sorted(rollup(points))
 
 
 @pytest.mark.parametrize(
