@@ -20,6 +20,7 @@ import asyncio
 import logging
 import secrets
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -217,8 +218,9 @@ class _Capture:
         return 200 <= self.status < 500 and self.status not in (409, 429)
 
 
-class GuardedHandler:
-    """The frame every hot route shares; subclasses implement ``handle``."""
+class GuardedHandler(ABC):
+    """The frame every hot route shares; subclasses implement ``handle`` and say how
+    their dialect renders an error."""
 
     surface = ""
     scope = "chat"
@@ -226,13 +228,14 @@ class GuardedHandler:
     def __init__(self, deps: Callable[[], HotDeps]) -> None:
         self._deps = deps
 
-    def render_error(self, err: TokenHubError) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def render_error(self, err: TokenHubError) -> bytes: ...
 
+    @abstractmethod
     async def handle(
         self, deps: HotDeps, ex: Exchange, data: Any, receive: Receive, send: Send
     ) -> None:
-        raise NotImplementedError
+        """The route's own work, after the guard and the body parse."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         deps = self._deps()
