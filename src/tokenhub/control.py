@@ -7,9 +7,12 @@ first (the source of truth), then the catalog (what the next request sees).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from tokenhub.credentials import CredentialsFile
 from tokenhub.demo import DEMO_PROVIDER_ID, demo_models, demo_provider
@@ -19,6 +22,7 @@ from tokenhub.routing.catalog import Catalog
 from tokenhub.routing.config import RoutingConfig
 from tokenhub.routing.engine import RoutingEngine
 from tokenhub.security.vault import Credentials, VaultLocked
+from tokenhub.state.base import SharedState
 from tokenhub.store.models import ModelRepo
 from tokenhub.store.providers import ProviderRepo
 from tokenhub.store.settings import SettingsRepo
@@ -27,7 +31,32 @@ from tokenhub.types import ModelConfig, ProviderConfig
 log = logging.getLogger("tokenhub.control")
 
 ROUTING_CONFIG_KEY = "routing_config"
+Reload = Callable[[], Awaitable[None]]
 DISCOVERED_WEIGHT = 5
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _mutation(
+    method: Callable[Concatenate[ControlPlane, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[ControlPlane, P], Coroutine[Any, Any, R]]:
+    """Marks a local change, so that a concurrent ``sync`` never applies a stale read."""
+
+    async def change(self: ControlPlane, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        self._changing += 1
+        self._idle.clear()
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            self._changing -= 1
+            self._version += 1
+            if not self._changing:
+                self._idle.set()
+
+    change.__name__, change.__doc__ = method.__name__, method.__doc__
+    return change
 
 
 class ControlPlane:
@@ -47,6 +76,10 @@ class ControlPlane:
         self.catalog = catalog
         self.engine = engine
         self.credentials = credentials
+        self._version = 0  # bumped after every local change (see ``sync``)
+        self._changing = 0  # local changes in progress
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # -- start-up -------------------------------------------------------------------
 
@@ -64,6 +97,7 @@ class ControlPlane:
             if m.provider_id in self.catalog.providers:
                 self.catalog.set_model(m)
 
+    @_mutation
     async def import_credentials(self, creds: CredentialsFile) -> None:
         """Upsert what the credentials file declares (idempotent at every start)."""
         for key_owner, key in creds.api_keys.items():
@@ -98,6 +132,7 @@ class ControlPlane:
 
     # -- providers ------------------------------------------------------------------
 
+    @_mutation
     async def put_provider(self, cfg: ProviderConfig, api_key: str | None) -> ProviderConfig:
         if cfg.type not in ADAPTER_TYPES:
             raise Unprocessable(
@@ -114,6 +149,7 @@ class ControlPlane:
             self.catalog.set_model(m)
         return cfg
 
+    @_mutation
     async def patch_provider(self, provider_id: str, changes: dict[str, Any]) -> ProviderConfig:
         current = await self.providers.get(provider_id)
         if current is None:
@@ -123,12 +159,14 @@ class ControlPlane:
             changes["base_urls"] = _urls(changes.pop("base_url"))
         return await self.put_provider(replace(current, **changes), api_key)
 
+    @_mutation
     async def delete_provider(self, provider_id: str) -> None:
         if not await self.providers.delete(provider_id):
             raise NotFound(f"provider {provider_id!r} not found")
         await self.credentials.drop(provider_id)
         await self.catalog.remove_provider(provider_id)
 
+    @_mutation
     async def discover(self, provider_id: str, *, register: bool) -> dict[str, Any]:
         adapter = self.catalog.adapter(provider_id)
         if adapter is None:
@@ -150,6 +188,7 @@ class ControlPlane:
 
     # -- models ---------------------------------------------------------------------
 
+    @_mutation
     async def put_model(self, model: ModelConfig) -> ModelConfig:
         if model.provider_id not in self.catalog.providers:
             raise Unprocessable(f"provider_id: unknown provider {model.provider_id!r}")
@@ -159,12 +198,14 @@ class ControlPlane:
         self.catalog.set_model(model)
         return model
 
+    @_mutation
     async def patch_model(self, model_id: str, changes: dict[str, Any]) -> ModelConfig:
         current = await self.models.get(model_id)
         if current is None:
             raise NotFound(f"model {model_id!r} not found")
         return await self.put_model(replace(current, **changes))
 
+    @_mutation
     async def delete_model(self, model_id: str) -> None:
         if not await self.models.delete(model_id):
             raise NotFound(f"model {model_id!r} not found")
@@ -172,6 +213,7 @@ class ControlPlane:
 
     # -- routing config -------------------------------------------------------------
 
+    @_mutation
     async def put_routing_config(self, changes: dict[str, Any]) -> RoutingConfig:
         try:
             cfg = self.engine.config.updated(changes)
@@ -181,10 +223,92 @@ class ControlPlane:
         self.engine.config = cfg
         return cfg
 
+    async def sync(self) -> None:
+        """Bring the catalogue and routing config in line with the store: another replica
+        changed them. Unchanged providers keep their adapters (and pooled connections).
+
+        A change made here while the store was being read wins: the read is retried, so
+        a sync never puts stale data back. Applying the read awaits no I/O.
+        """
+        while True:
+            await self._idle.wait()
+            version = self._version
+            providers = {p.id: p for p in await self.providers.list()}
+            models = {m.id: m for m in await self.models.list()}
+            config = await self.kv.get(ROUTING_CONFIG_KEY)
+            if version == self._version and not self._changing:
+                break
+        for pid in list(self.catalog.providers):
+            if pid not in providers and pid != DEMO_PROVIDER_ID:
+                await self.catalog.remove_provider(pid)
+        for p in providers.values():
+            if self.catalog.providers.get(p.id) != p:
+                await self.catalog.set_provider(p)
+        if providers:
+            await self._retire_demo()
+        for mid, m in list(self.catalog.models.items()):
+            if mid not in models and m.provider_id != DEMO_PROVIDER_ID:
+                self.catalog.remove_model(mid)
+        for m in models.values():
+            if m.provider_id in self.catalog.providers and self.catalog.models.get(m.id) != m:
+                self.catalog.set_model(m)
+        if config and config != self.engine.config.to_dict():
+            with contextlib.suppress(ValueError):
+                self.engine.config = RoutingConfig.from_dict(config)
+
     async def _retire_demo(self) -> None:
         """The demo models step aside as soon as a real provider exists."""
         if DEMO_PROVIDER_ID in self.catalog.providers:
             await self.catalog.remove_provider(DEMO_PROVIDER_ID)
+
+
+class CatalogSync:
+    """Keeps replicas' in-memory catalogues in step: a replica that changes the catalogue
+    announces it on the shared state's ``catalog`` channel; every replica (itself
+    included, harmlessly) then re-reads the store. In one process nothing travels."""
+
+    CHANNEL = "catalog"
+
+    def __init__(
+        self, state: SharedState, control: ControlPlane, reload: Sequence[Reload] = ()
+    ) -> None:
+        self._state = state
+        self._control = control
+        self._reload = reload
+        self._task: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def announce(self) -> None:
+        """Tell every replica (sync: called from the audit hook after a change)."""
+        with contextlib.suppress(RuntimeError):
+            task = asyncio.get_running_loop().create_task(
+                self._state.publish(self.CHANNEL, b"changed")
+            )
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def start(self) -> None:
+        ready = asyncio.Event()
+        self._task = asyncio.create_task(self._listen(ready))
+        await ready.wait()
+
+    async def _listen(self, ready: asyncio.Event) -> None:
+        async with self._state.subscribe(self.CHANNEL) as messages:
+            ready.set()
+            async for _ in messages:
+                try:
+                    await self._control.sync()
+                    for reload in self._reload:
+                        await reload()
+                except Exception:
+                    log.warning("catalogue sync failed", exc_info=True)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 def _urls(value: str | list[str]) -> list[str]:

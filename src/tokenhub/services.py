@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tokenhub.config import Settings
-from tokenhub.control import ControlPlane
+from tokenhub.control import CatalogSync, ControlPlane
 from tokenhub.credentials import load_credentials_file
 from tokenhub.observe.banditsink import BanditSink
 from tokenhub.observe.events import EventBus, EventSink, health_listener
@@ -109,6 +109,7 @@ class Services:
     idempotency: Idempotency
     embeddings: EmbeddingRouter
     orchestrator: Orchestrator
+    catalog_sync: CatalogSync
 
 
 async def _open_state(settings: Settings) -> SharedState:
@@ -139,8 +140,16 @@ async def _open_vault(
     return vault, credentials
 
 
-def _admin_events(events: EventBus) -> Callable[[AuditEntry], None]:
+# Audited actions after which other replicas must re-read the catalogue.
+_CATALOG_ACTIONS = ("provider.", "model.", "routing-config.", "alias.")
+
+
+def _admin_events(
+    events: EventBus, sync: Callable[[], CatalogSync]
+) -> Callable[[AuditEntry], None]:
     def publish(entry: AuditEntry) -> None:
+        if entry.outcome == "success" and entry.action.startswith(_CATALOG_ACTIONS):
+            sync().announce()
         if not entry.action.startswith("vault."):  # the vault announces itself
             events.publish(
                 "admin_change",
@@ -161,7 +170,8 @@ async def start_services(settings: Settings) -> Services:
     state = await _open_state(settings)
     events = EventBus(state)
     audit = AuditLog(AuditRepo(db))
-    audit.on_record = _admin_events(events)
+    sync_box: list[CatalogSync] = []
+    audit.on_record = _admin_events(events, lambda: sync_box[0])
     vault, credentials = await _open_vault(settings, db, audit, events)
     admin_token = AdminToken.load_or_create(
         settings.data_dir,
@@ -203,6 +213,7 @@ async def start_services(settings: Settings) -> Services:
         known=lambda mid: mid in catalog.models,
     )
     await aliases.load()
+    sync_box.append(CatalogSync(state, control, (aliases.load,)))
     creds_file = load_credentials_file(settings.credentials_path)
     if creds_file is not None:
         await control.import_credentials(creds_file)
@@ -278,6 +289,7 @@ async def start_services(settings: Settings) -> Services:
         idempotency=Idempotency(state),
         embeddings=embeddings,
         orchestrator=Orchestrator(engine),
+        catalog_sync=sync_box[0],
     )
     await _start_background(services)
     return services
@@ -294,10 +306,12 @@ async def _start_background(s: Services) -> None:
         await s.recorder.start()
         await s.tsdb.start()
     await s.prober.start()
+    await s.catalog_sync.start()
 
 
 async def stop_services(s: Services) -> None:
     """Stop producers, drain the recorder into its sinks, then close the stores."""
+    await s.catalog_sync.stop()
     await s.prober.stop()
     if s.recorder is not None:
         await s.recorder.stop()

@@ -47,6 +47,12 @@ class Gateway:
         )
         assert r.status_code == 201, r.text
 
+    async def new_key(self, **fields: Any) -> str:
+        """Create a client key (name defaulted) and return the secret, shown once."""
+        r = await self.admin.post("/admin/v1/apikeys", json={"name": "test", **fields})
+        assert r.status_code == 201, r.text
+        return str(r.json()["key"])
+
 
 def gateway_settings(tmp_path: Path, **env: str) -> Settings:
     base = {

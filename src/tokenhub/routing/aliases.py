@@ -85,13 +85,30 @@ class AliasTable:
         self._pickers: dict[str, _Picker] = {}
         self._pool: builtins.list[str] = []
         self._turn = 0
+        self._version = 0  # bumped by every local change: a reload must not undo one
 
     async def load(self) -> None:
-        """Read every alias and the pool from the store, replacing what is held."""
-        records = await self._repo.list()
+        """Read every alias and the pool from the store, replacing what is held.
+
+        A local change made while the store was being read wins: the read is retried,
+        so a reload (another replica's change arriving) never brings back stale data.
+        Unchanged aliases keep their pickers, so weighted rotation goes on evenly.
+        """
+        while True:
+            version = self._version
+            records = await self._repo.list()
+            pool = await self._repo.get_pool()
+            if version == self._version:
+                break
+        old = self._records
         self._records = {r.name: r for r in records}
-        self._pickers = {r.name: _Picker(r.targets, self._rng) for r in records}
-        self._pool = await self._repo.get_pool()
+        self._pickers = {
+            r.name: self._pickers[r.name]
+            if old.get(r.name) == r and r.name in self._pickers
+            else _Picker(r.targets, self._rng)
+            for r in records
+        }
+        self._pool = pool
 
     def list(self) -> builtins.list[AliasRecord]:
         """Every alias, by name."""
@@ -109,6 +126,7 @@ class AliasTable:
         self._check_name(name)
         self._check_targets(record.targets)
         await self._repo.put(record)
+        self._version += 1
         self._records[name] = record
         self._pickers[name] = _Picker(record.targets, self._rng)
         return record
@@ -117,6 +135,7 @@ class AliasTable:
         """Remove an alias; ``NotFound`` when there is none of that name."""
         if not await self._repo.delete(name) and name not in self._records:
             raise NotFound(f"alias '{name}' not found")
+        self._version += 1
         self._records.pop(name, None)
         self._pickers.pop(name, None)
 
@@ -131,6 +150,7 @@ class AliasTable:
         if unknown:
             raise Unprocessable(f"unknown model(s) in pool: {', '.join(unknown)}")
         await self._repo.put_pool(pool)
+        self._version += 1
         self._pool = pool
         return list(pool)
 
