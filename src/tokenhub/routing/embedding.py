@@ -19,10 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tokenhub.errors import (
-    NoEligibleModel,
     ProviderError,
-    ServiceUnavailable,
-    TokenHubError,
 )
 from tokenhub.observe.health import HealthTracker
 from tokenhub.providers.embeddings import (
@@ -33,7 +30,14 @@ from tokenhub.providers.embeddings import (
     is_embedding_model,
 )
 from tokenhub.routing.catalog import Catalog
-from tokenhub.routing.failover import STEP, choose, exhausted, failed_attempt, guarded
+from tokenhub.routing.failover import (
+    STEP,
+    choose,
+    exhausted,
+    failed_attempt,
+    guarded,
+    nothing_eligible,
+)
 from tokenhub.routing.tokens import estimate_text
 from tokenhub.types import (
     Attempt,
@@ -122,15 +126,7 @@ class EmbeddingRouter:
         decision."""
         plan = self._plan(req, max_budget_usd)
         if not plan.candidates:
-            excluded = dict(plan.decision.excluded)
-            gated = self._gated(excluded)
-            err: TokenHubError = (
-                ServiceUnavailable(gated, details={"excluded": excluded})
-                if gated is not None
-                else NoEligibleModel("no eligible embedding model", details={"excluded": excluded})
-            )
-            err.decision = plan.decision
-            raise err
+            raise nothing_eligible(plan.decision, self.catalog, self.provider_gate, "embedding ")
         return plan
 
     def _plan(self, req: EmbeddingRequest, max_budget_usd: float | None) -> EmbeddingPlan:
@@ -171,16 +167,6 @@ class EmbeddingRouter:
         cost = embedding_cost(model, total)
         if max_budget_usd is not None and cost > max_budget_usd:
             return f"estimated cost ${cost:.6f} over budget ${max_budget_usd:.6f}"
-        return None
-
-    def _gated(self, excluded: dict[str, str]) -> str | None:
-        gate = self.provider_gate
-        if gate is None:
-            return None
-        for model_id in excluded:
-            model = self.catalog.models.get(model_id)
-            if model is not None and (why := gate(model.provider_id)):
-                return why
         return None
 
     # -- dispatch ------------------------------------------------------------------

@@ -24,10 +24,7 @@ from typing import Any, TypeVar
 
 from tokenhub.errors import (
     BadRequest,
-    NoEligibleModel,
     ProviderError,
-    ServiceUnavailable,
-    TokenHubError,
 )
 from tokenhub.observe.health import HealthTracker
 from tokenhub.observe.logsink import token_bucket
@@ -36,7 +33,14 @@ from tokenhub.providers.base import Adapter
 from tokenhub.routing.bandit import Bandit
 from tokenhub.routing.catalog import Catalog
 from tokenhub.routing.config import RoutingConfig
-from tokenhub.routing.failover import STEP, choose, exhausted, failed_attempt, guarded
+from tokenhub.routing.failover import (
+    STEP,
+    choose,
+    exhausted,
+    failed_attempt,
+    guarded,
+    nothing_eligible,
+)
 from tokenhub.routing.scoring import Ranked, estimate_cost, expected_latency_ms, score
 from tokenhub.routing.tokens import estimate_tokens
 from tokenhub.types import (
@@ -159,26 +163,8 @@ class RoutingEngine:
         """
         plan = self._plan(req, policy, self.config)
         if not plan.candidates:
-            excluded = dict(plan.decision.excluded)
-            gated = self._gated(excluded)
-            err: TokenHubError = (
-                ServiceUnavailable(gated, details={"excluded": excluded})
-                if gated is not None
-                else NoEligibleModel("no eligible model", details={"excluded": excluded})
-            )
-            err.decision = plan.decision
-            raise err
+            raise nothing_eligible(plan.decision, self.catalog, self.provider_gate)
         return plan
-
-    def _gated(self, excluded: dict[str, str]) -> str | None:
-        gate = self.provider_gate
-        if gate is None:
-            return None
-        for model_id in excluded:
-            model = self.catalog.models.get(model_id)
-            if model is not None and (why := gate(model.provider_id)):
-                return why
-        return None
 
     def _plan(self, req: ChatRequest, policy: Policy, cfg: RoutingConfig) -> Plan:
         tokens = estimate_tokens(req)

@@ -15,11 +15,13 @@ from typing import Any, TypeVar
 from tokenhub.errors import (
     NoEligibleModel,
     ProviderError,
+    ServiceUnavailable,
     TokenHubError,
     TooManyRequests,
     UpstreamFailed,
 )
 from tokenhub.observe.health import HealthTracker
+from tokenhub.routing.catalog import Catalog
 from tokenhub.types import Attempt, Decision, ErrorClass, ModelConfig, Target
 
 log = logging.getLogger(__name__)
@@ -107,3 +109,28 @@ async def guarded(call: Callable[[], Awaitable[T]], target: Target) -> T:
         # An adapter bug must not take routing down with it; the next model may answer.
         log.warning("adapter %s failed unexpectedly", target.model.provider_id, exc_info=True)
         raise ProviderError(ErrorClass.FATAL, f"adapter error ({type(exc).__name__})") from exc
+
+
+def nothing_eligible(
+    decision: Decision,
+    catalog: Catalog,
+    gate: Callable[[str], str | None] | None,
+    what: str = "",
+) -> TokenHubError:
+    """The error when planning left no candidate: ``ServiceUnavailable`` when the provider
+    gate (a locked vault) excluded a model — unlocking may help — else
+    ``NoEligibleModel``; either way with the exclusions and the decision."""
+    excluded = dict(decision.excluded)
+    gated = None
+    if gate is not None:
+        for model_id in excluded:
+            model = catalog.models.get(model_id)
+            if model is not None and (gated := gate(model.provider_id)):
+                break
+    err: TokenHubError = (
+        ServiceUnavailable(gated, details={"excluded": excluded})
+        if gated
+        else NoEligibleModel(f"no eligible {what}model", details={"excluded": excluded})
+    )
+    err.decision = decision
+    return err
