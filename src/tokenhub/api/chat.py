@@ -86,6 +86,8 @@ class ChatHandler(GuardedHandler):
             raise
         if ex.status == 200:
             await guard.settle(held, ex.cost_usd)
+            admitted = plan.input_tokens + plan.output_tokens
+            await guard.charge_tokens(ex.principal, admitted, ex.usage.total_tokens)
         else:  # a stream that ended early: the client left or the upstream broke
             await _settle_failed(deps, ex, held)
 

@@ -53,6 +53,8 @@ class KeyLimiter(Protocol):
 
     async def check_key_tpm(self, key_id: str, tpm: int, tokens: int) -> float: ...
 
+    async def add_key_tokens(self, key_id: str, tpm: int, tokens: int) -> None: ...
+
 
 class Guard:
     """Authentication, scope, rate limits and budget for the ``/v1`` routes."""
@@ -85,6 +87,12 @@ class Guard:
                 raise TooManyRequests(
                     "rate limit exceeded: tokens per minute", retry_after=wait, code=RATE_CODE
                 )
+
+    async def charge_tokens(self, principal: Principal, admitted: int, used: int) -> None:
+        """After the answer: charge the tokens used beyond what ``admit`` took from the
+        key's tpm bucket, so estimates that run short do not loosen the limit."""
+        if principal.tpm and used > admitted:
+            await self.limiter.add_key_tokens(principal.id, principal.tpm, used - admitted)
 
     async def remaining_budget_usd(self, principal: Principal) -> float | None:
         """What the key may still spend this month (None: no budget); the router's

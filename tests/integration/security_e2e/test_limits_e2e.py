@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.fakes.upstreams import FakeOpenAI
+from tests.fakes.upstreams import FakeOpenAI, Reply
 from tests.integration.harness import Gateway
 from tests.integration.security_e2e.support import chat_body, new_key, openai_gateway
 
@@ -47,6 +47,18 @@ async def test_tpm_refuses_with_retry_after(tmp_path: Path, fake_openai: FakeOpe
         big = [{"role": "user", "content": LONG}]
         assert (await post(g, key, messages=big)).status_code == 200
         assert_429(await post(g, key), "rate limit exceeded: tokens per minute")
+
+
+async def test_tokens_beyond_the_estimate_count_against_tpm(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """An answer far longer than its estimate drains the tpm bucket after the fact."""
+    fake_openai.script(Reply(usage=(10, 5000)), Reply(usage=(10, 5)))
+    async with openai_gateway(tmp_path, fake_openai) as g:
+        key, _ = await new_key(g, tpm=1000)
+        assert (await post(g, key, max_tokens=5)).status_code == 200  # admitted ~20 tokens
+        assert_429(await post(g, key, max_tokens=5), "rate limit exceeded: tokens per minute")
+    assert len(fake_openai.requests) == 1
 
 
 async def test_per_ip_bucket(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
