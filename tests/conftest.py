@@ -10,8 +10,11 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+
+from tokenhub.store.db import Database
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
@@ -73,3 +76,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def asyncpg_url(dsn: str) -> str:
+    return "postgresql+asyncpg://" + dsn.removeprefix("postgresql://")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL for an empty database of the parametrized backend: store tests run on both."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "data" / "tokenhub.db")
+    return asyncpg_url(request.getfixturevalue("pg_dsn"))
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """A started, migrated database of the parametrized backend, closed after the test."""
+    database = Database(db_url)
+    await database.start()
+    await database.migrate()
+    try:
+        yield database
+    finally:
+        await database.close()

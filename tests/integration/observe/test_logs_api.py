@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.integration.store.conftest import sqlite_url
+from tests.conftest import sqlite_url
 from tokenhub.api.admin_observe import ObserveBundle, observe_router
 from tokenhub.api.errors import install_error_handlers
 from tokenhub.observe.logsink import LogSink

@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 import sqlalchemy as sa
 
-from tests.integration.store.conftest import asyncpg_url, sqlite_url
 from tokenhub.observe.logsink import LogSink, decision_trace
 from tokenhub.observe.recorder import Recorder
 from tokenhub.store.db import Database
 from tokenhub.store.logs import LogFilter, LogRepo
 from tokenhub.types import Attempt, Decision, ErrorClass, ModelConfig, Outcome, Policy, Usage
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def log_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database URL of the parametrized backend."""
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path / "logs.db")
-    return asyncpg_url(request.getfixturevalue("pg_dsn"))
-
-
-@pytest.fixture
-async def db(log_db_url: str) -> AsyncIterator[Database]:
-    """A started, migrated database, closed after the test."""
-    database = Database(log_db_url)
-    await database.start()
-    await database.migrate()
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 def trace_decision() -> Decision:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.store.conftest import asyncpg_url, sqlite_url
 from tokenhub.observe.stats import StatsService, parse_window
 from tokenhub.store.db import Database
 from tokenhub.store.logs import LogRepo
@@ -16,26 +13,12 @@ from tokenhub.store.logs import LogRepo
 NOW = 10_000.0
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def stats_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database URL of the parametrized backend."""
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path / "stats.db")
-    return asyncpg_url(request.getfixturevalue("pg_dsn"))
-
-
 @pytest.fixture
-async def repo(stats_db_url: str) -> AsyncIterator[LogRepo]:
+async def repo(db: Database) -> LogRepo:
     """A LogRepo over a migrated database holding the hand-computed data set."""
-    db = Database(stats_db_url)
-    await db.start()
-    await db.migrate()
-    try:
-        r = LogRepo(db)
-        await r.insert_requests(data_set())
-        yield r
-    finally:
-        await db.close()
+    r = LogRepo(db)
+    await r.insert_requests(data_set())
+    return r
 
 
 def row(

@@ -12,8 +12,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from tests.conftest import free_port
-from tests.integration.store.conftest import sqlite_url
+from tests.conftest import free_port, sqlite_url
 from tokenhub.api.admin_tsdb import tsdb_router
 from tokenhub.api.errors import install_error_handlers
 from tokenhub.observe.tsdb import TSDB

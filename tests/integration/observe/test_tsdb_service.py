@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.store.conftest import sqlite_url
+from tests.conftest import sqlite_url
 from tokenhub.errors import BadRequest
 from tokenhub.observe.tsdb import DEFAULT_RETENTION_DAYS, RETENTION_KEY, TSDB, TSDBSink
 from tokenhub.store.db import Database

@@ -3,12 +3,8 @@ hand-computed buckets."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from tests.integration.store.conftest import asyncpg_url, sqlite_url
 from tokenhub.store.db import Database
 from tokenhub.store.tsdb import Bucket, Point, TSDBRepo
 
@@ -28,26 +24,6 @@ POINTS = [
     Point(1010.0, "latency_ms", "b", "q", 50.0),  # b0, other series
     Point(1010.0, "cost_usd", "a", "p", 0.25),  # other metric
 ]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL for an empty database of the parametrized backend."""
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path / "tsdb.db")
-    return asyncpg_url(request.getfixturevalue("pg_dsn"))
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    """A started, migrated database."""
-    database = Database(db_url)
-    await database.start()
-    await database.migrate()
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from tests.integration.store.conftest import sqlite_url
+from tests.conftest import sqlite_url
 from tokenhub.store.db import MIGRATIONS_DIR, Database
 from tokenhub.store.providers import ProviderRepo
 from tokenhub.store.schema import metadata
