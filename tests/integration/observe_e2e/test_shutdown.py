@@ -93,19 +93,24 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
 
 
 async def _setup(s: Server) -> str:
-    """A client key, plus a slow mock provider next to the demo one."""
+    """A client key, a fast and a slow mock provider."""
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with httpx.AsyncClient(base_url=s.url, headers=headers, timeout=10) as admin:
         r = await admin.post("/admin/v1/apikeys", json={"name": "shutdown"})
         assert r.status_code == 201, r.text
         key = str(r.json()["key"])
-        slow = {"latency_ms": SLOW_MS, "models": ["slow/m"]}
-        r = await admin.post(
-            "/admin/v1/providers", json={"id": "slow", "type": "mock", "options": slow}
-        )
-        assert r.status_code == 201, r.text
-        r = await admin.post("/admin/v1/models", json={"id": "slow/m", "provider_id": "slow"})
-        assert r.status_code == 201, r.text
+        # Two real providers (the demo models step aside once one exists): the plain and
+        # streamed requests are answered at once, the slow ones are still being produced
+        # when the signal lands.
+        for pid, latency_ms in (("fast", 5), ("slow", SLOW_MS)):
+            opts = {"latency_ms": latency_ms, "models": [f"{pid}/m"]}
+            r = await admin.post(
+                "/admin/v1/providers", json={"id": pid, "type": "mock", "options": opts}
+            )
+            assert r.status_code == 201, r.text
+            model = {"id": f"{pid}/m", "provider_id": pid}
+            r = await admin.post("/admin/v1/models", json=model)
+            assert r.status_code == 201, r.text
         return key
 
 
@@ -121,7 +126,7 @@ async def _fire(c: httpx.AsyncClient, sent: Sent) -> None:
             body = b"{not json" if sent.rid.endswith("0-bad") else b'{"messages": "nope"}'
             r = await c.post("/v1/chat/completions", content=body, headers=headers)
         else:
-            model = "slow/m" if sent.kind == "slow" else "demo/tiny"
+            model = "slow/m" if sent.kind == "slow" else "fast/m"
             body_json = chat_body(model, stream=sent.kind == "stream")
             r = await c.post("/v1/chat/completions", json=body_json, headers=headers)
         sent.status, sent.done_at = r.status_code, time.monotonic()
