@@ -161,6 +161,29 @@ async def make_key(base: str, admin_token: str, name: str) -> str:
     return key
 
 
+async def recorder(base: str, admin_token: str, drain_s: float = 15.0) -> str:
+    """Wait for the recorder's queue to drain, then ``BENCH dropped=N`` from /metrics:
+    outcomes the recorder refused because its queue was full (they are never written)."""
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    deadline = time.monotonic() + drain_s
+    async with aiohttp.ClientSession(headers=headers) as session:
+        while True:
+            async with session.get(f"{base}/metrics") as r:
+                text = await r.text()
+            if r.status != 200:
+                raise RuntimeError(f"GET /metrics: HTTP {r.status}")
+            found = dict(
+                line.split(" ", 1)
+                for line in text.splitlines()
+                if line.startswith(("tokenhub_recorder_dropped_total ", "tokenhub_recorder_queue"))
+            )
+            depth = float(found.get("tokenhub_recorder_queue_depth", "0"))
+            if depth == 0 or time.monotonic() > deadline:
+                dropped = float(found.get("tokenhub_recorder_dropped_total", "nan"))
+                return f"BENCH dropped={dropped:.0f} undrained={depth:.0f}"
+            await asyncio.sleep(0.2)
+
+
 # --- command line ---------------------------------------------------------------------
 
 
@@ -184,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("base", help="TokenHub base URL, e.g. http://127.0.0.1:8080")
     k.add_argument("--token-file", type=Path, required=True, help="holds the admin token")
     k.add_argument("--name", default="bench")
+    m = sub.add_parser("recorder")
+    m.add_argument("base", help="TokenHub base URL")
+    m.add_argument("--token-file", type=Path, required=True, help="holds the admin token")
     return p
 
 
@@ -197,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(asyncio.run(check(args.url, args.model, args.stream, args.api_key)))
     elif args.cmd == "ttft":
         print(asyncio.run(ttft(args.url, args.model, args.n, args.warmup, args.api_key)))
+    elif args.cmd == "recorder":
+        token = args.token_file.read_text().strip()
+        print(asyncio.run(recorder(args.base, token)))
     else:
         token = args.token_file.read_text().strip()
         print(asyncio.run(make_key(args.base, token, args.name)))

@@ -3,9 +3,10 @@
 run.sh leaves one file per wrk run or probe in a directory: ``direct_c{1,8,64}`` for
 nginx alone and ``{config}{round}_{probe}`` for TokenHub, where config is ``full``,
 ``noauth`` or ``norec``, round counts from 1 and probe is ``c1``, ``c8``, ``c64``,
-``cpu``, ``rss`` or ``ttft``. Rounds are collapsed per measure to the better value
-(higher throughput, lower latency and CPU), except RSS (the higher) and failures (the
-sum), so a noisy neighbour can only make a number look worse, never hide a failure.
+``cpu``, ``rss``, ``rec`` (the recorder's dropped outcomes) or ``ttft``. Rounds are
+collapsed per measure to the better value (higher throughput, lower latency and CPU),
+except RSS and dropped outcomes (the higher) and failures (the sum), so a noisy
+neighbour can only make a number look worse, never hide a failure.
 
     .venv/bin/python bench/report.py DIR --out FILE [--readme bench/README.md]
 """
@@ -31,7 +32,7 @@ CONFIGS = {
 }
 STEM = re.compile(r"^(?P<cfg>[a-z]+)(?P<round>\d+)_(?P<probe>[a-z0-9]+)$")
 HIGHER_IS_BETTER = {"rps", "requests"}
-HIGHER_IS_WORSE_KEPT = {"rss_kb", "hwm_kb"}  # memory: keep the worse round
+HIGHER_IS_WORSE_KEPT = {"rss_kb", "hwm_kb", "dropped", "undrained"}  # keep the worse round
 
 
 def read_results(directory: Path) -> Results:
@@ -128,6 +129,7 @@ P99_C8 = Measure("latency p99, c=8 (ms)", "c8", "p99_us", "{:.2f}", 1e-3)
 P99_C64 = Measure("latency p99, c=64 (ms)", "c64", "p99_us", "{:.1f}", 1e-3)
 CPU = Measure("gateway CPU per request, c=64 (ms)", "cpu", "cpu_ms_per_req", "{:.3f}")
 RSS = Measure("gateway RSS after the c=64 run (MB)", "rss", "rss_kb", "{:.0f}", 1 / 1024)
+DROPPED = Measure("outcomes dropped by the recorder (worst round)", "rec", "dropped", "{:.0f}")
 TTFT50 = Measure("streaming time to first content p50 (ms)", "ttft", "ttft_p50_us", "{:.2f}", 1e-3)
 TTFT99 = Measure("streaming time to first content p99 (ms)", "ttft", "ttft_p99_us", "{:.2f}", 1e-3)
 
@@ -195,6 +197,8 @@ def config_table(r: Results) -> list[str]:
         lines.append(f"| {m.label} | " + " | ".join(cells) + " |")
     cells = [cell("{:.0f}", errors(f"{cfg}")(r)) for cfg in CONFIGS]
     lines.append("| failed requests (all rounds) | " + " | ".join(cells) + " |")
+    cells = [cell(DROPPED.fmt, DROPPED.of(cfg)(r)) for cfg in CONFIGS]
+    lines.append(f"| {DROPPED.label} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -235,6 +235,9 @@ measure_gateway() {
         | tee "$RESULTS/${p}_cpu.txt" >&2
     awk '/^VmRSS/ { r = $2 } /^VmHWM/ { h = $2 } END { printf "BENCH rss_kb=%d hwm_kb=%d\n", r, h }' \
         "/proc/$TH_PID/status" | tee "$RESULTS/${p}_rss.txt" >&2
+    # Throughput bought by dropping records would be a lie: count what the recorder lost.
+    "$PY" "$BENCH/load.py" recorder "$base" --token-file "$WORK/tokenhub-$cfg-$round/admin_token" \
+        | tee "$RESULTS/${p}_rec.txt" >&2 || die "could not read the recorder's counters"
     if [[ $cfg == full ]]; then
         log "streaming: $TTFT_N sequential requests, time to first content delta"
         "$PY" "$BENCH/load.py" ttft "$url" --model bench-stream-model -n "$TTFT_N" \

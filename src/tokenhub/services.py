@@ -20,6 +20,7 @@ from tokenhub.observe.events import EventBus, EventSink, health_listener
 from tokenhub.observe.health import HealthTracker
 from tokenhub.observe.logsink import LogSink
 from tokenhub.observe.metrics import Metrics, MetricsSink
+from tokenhub.observe.offloop import DatabaseWriter
 from tokenhub.observe.prober import Prober
 from tokenhub.observe.recorder import BatchSink, Recorder
 from tokenhub.observe.stats import StatsService
@@ -102,6 +103,7 @@ class Services:
     stats: StatsService
     tsdb: TSDB
     recorder: Recorder | None
+    writer: DatabaseWriter | None  # the recorder's database sinks write from its thread
     # adaptive routing and orchestration
     bandit: Bandit
     bandit_store: BanditStore
@@ -239,18 +241,22 @@ async def start_services(settings: Settings) -> Services:
     engine.tracing = tracing
     logs = LogRepo(db)
     tsdb = TSDB(TSDBRepo(db), SettingsRepo(db))
-    recorder = None
+    recorder: Recorder | None = None
+    writer: DatabaseWriter | None = None
     if settings.recording:
         default_policy = Policy(
             mode=settings.default_mode,
             max_budget_usd=settings.default_max_budget_usd,
             max_latency_ms=settings.default_max_latency_ms,
         )
+        # The sinks that write to the database do it from a thread of their own
+        # (observe.offloop explains why); the rest share the serving loop's objects.
+        writer = DatabaseWriter(db.url)
         sinks: list[BatchSink] = [
-            LogSink(logs, default_policy=default_policy),
+            writer.sink(LogSink(logs, default_policy=default_policy)),
             MetricsSink(metrics),
             EventSink(events),
-            tsdb.sink(),
+            writer.sink(tsdb.sink()),
             BanditSink(bandit, default_policy),
         ]
         recorder = Recorder(sinks)
@@ -283,6 +289,7 @@ async def start_services(settings: Settings) -> Services:
         stats=StatsService(logs),
         tsdb=tsdb,
         recorder=recorder,
+        writer=writer,
         bandit=bandit,
         bandit_store=BanditStore(bandit, BanditRepo(db)),
         aliases=aliases,
@@ -302,6 +309,8 @@ async def _start_background(s: Services) -> None:
     if s.vault is not None:
         await s.vault.start()
     await s.bandit_store.start()
+    if s.writer is not None:
+        await s.writer.start()
     if s.recorder is not None:
         await s.recorder.start()
         await s.tsdb.start()
@@ -316,6 +325,8 @@ async def stop_services(s: Services) -> None:
     if s.recorder is not None:
         await s.recorder.stop()
         await s.tsdb.stop()
+    if s.writer is not None:
+        await s.writer.stop()
     await s.bandit_store.stop()
     await s.keyring.stop()
     await s.budgets.stop()

@@ -20,8 +20,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tokenhub.store.db import json_dumps
-from tokenhub.store.logs import REQUEST_COLUMNS, REWARD_COLUMNS, LogRepo, to_micro
+from tokenhub.store.db import BulkInsert, json_dumps
+from tokenhub.store.logs import (
+    INSERT_REQUESTS,
+    INSERT_REWARDS,
+    REQUEST_COLUMNS,
+    REWARD_COLUMNS,
+    LogRepo,
+    to_micro,
+)
 from tokenhub.types import Attempt, Decision, Outcome, Policy
 
 SMALL_TOKENS = 1_000
@@ -206,3 +213,10 @@ class LogSink:
         requests = [request_values(o) for o in batch]
         rewards = [row for o in batch for row in reward_values(o, self._default)]
         await self._repo.insert_rows(requests, rewards)
+
+    def rows(self, batch: Sequence[Outcome]) -> list[tuple[BulkInsert, list[tuple[Any, ...]]]]:
+        """The rows of ``batch`` per table, for a ``DatabaseWriter`` (``observe.offloop``)."""
+        return [
+            (INSERT_REQUESTS, [request_values(o) for o in batch]),
+            (INSERT_REWARDS, [row for o in batch for row in reward_values(o, self._default)]),
+        ]

@@ -6,7 +6,8 @@ and counted in ``dropped`` (a metric reads it). A background task takes batches 
 to ``batch_size`` outcomes (or whatever arrived within ``flush_interval_s``) and hands
 each batch to every sink concurrently. Each sink gets the batch in slices of at most
 ``slice_size`` outcomes with a yield to the event loop between slices, so a big batch
-never stalls request handling for long. A failing sink is retried a few times and then
+never stalls request handling for long; sinks that write from their own thread
+(``observe.offloop``) take whole batches. A failing sink is retried a few times and then
 skipped for the rest of that batch; it never holds up or loses the other sinks' data.
 
 Shutdown order: stop accepting requests, let in-flight requests finish (each records
@@ -138,8 +139,12 @@ class Recorder:
                 self.flushed += len(batch)
 
     async def _feed_sink(self, sink: BatchSink, batch: list[Outcome]) -> None:
-        """Hand ``batch`` to ``sink`` slice by slice, yielding to the loop in between."""
-        step = self.slice_size
+        """Hand ``batch`` to ``sink`` slice by slice, yielding to the loop in between.
+
+        A sink with ``sliced = False`` (one that does its work off the serving loop)
+        gets the whole batch at once.
+        """
+        step = self.slice_size if getattr(sink, "sliced", True) else max(1, len(batch))
         for start in range(0, len(batch), step):
             if start:
                 await asyncio.sleep(0)  # let requests run between slices

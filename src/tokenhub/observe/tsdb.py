@@ -20,9 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tokenhub.errors import BadRequest
+from tokenhub.store.db import BulkInsert
 from tokenhub.store.settings import SettingsRepo
 from tokenhub.store.tsdb import (
     GROUP_COLUMNS,
+    INSERT_POINTS,
     MIN_STEP_S,
     Groups,
     MetricInfo,
@@ -143,8 +145,8 @@ class TSDB:
         return self._clock()
 
     def sink(self) -> TSDBSink:
-        """A recorder sink writing into this TSDB."""
-        return TSDBSink(self)
+        """A recorder sink writing into this TSDB's store."""
+        return TSDBSink(self._repo)
 
     async def load(self) -> None:
         """Read the retention setting from the store (the default when unset or invalid)."""
@@ -248,14 +250,18 @@ class TSDBSink:
 
     name = "tsdb"
 
-    def __init__(self, tsdb: TSDB) -> None:
-        self._tsdb = tsdb
+    def __init__(self, repo: TSDBRepo) -> None:
+        self._repo = repo
 
     async def write(self, batch: Sequence[Outcome]) -> None:
         """Write the points of every outcome in ``batch`` as rollups in one insert."""
         rows = outcome_rollups(batch)
         if rows:
-            await self._tsdb.write_rollups(rows)
+            await self._repo.insert_rollups(rows)
+
+    def rows(self, batch: Sequence[Outcome]) -> list[tuple[BulkInsert, list[Rollup]]]:
+        """The rollups of ``batch``, for a ``DatabaseWriter`` (``observe.offloop``)."""
+        return [(INSERT_POINTS, outcome_rollups(batch))]
 
 
 def _check_query(

@@ -6,7 +6,8 @@ and the distributed deployment (PostgreSQL through asyncpg); only the URL differ
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -65,7 +66,7 @@ class Database:
             url, json_serializer=json_dumps, json_deserializer=orjson.loads
         )
         if engine.dialect.name == "sqlite":
-            sa.event.listen(engine.sync_engine, "connect", _apply_sqlite_pragmas)
+            sa.event.listen(engine.sync_engine, "connect", apply_sqlite_pragmas)
         self._engine = engine
 
     async def migrate(self) -> None:
@@ -109,6 +110,73 @@ def upsert(
     raise ValueError(f"upsert is not supported on the {dialect!r} backend")
 
 
+# Rows per multi-row INSERT on SQLite; with at most ~20 columns a statement stays far
+# below SQLite's limit of 32,766 bound parameters.
+SQLITE_ROWS_PER_INSERT = 250
+
+
+# One driver call: SQL and its parameters (a list of rows for executemany, or one tuple).
+_Call = tuple[str, list[Sequence[Any]] | tuple[Any, ...]]
+
+
+class BulkInsert:
+    """Append many rows of ``columns`` to ``table`` with as few driver calls as possible.
+
+    Rows are tuples in ``columns`` order, values ready for the driver (JSON as text),
+    so no per-row processing happens in SQLAlchemy. PostgreSQL gets one ``executemany``
+    (asyncpg pipelines it). SQLite gets multi-row ``INSERT .. VALUES (..), (..)``
+    statements of up to ``SQLITE_ROWS_PER_INSERT`` rows: the sqlite3 module releases
+    and re-takes the GIL around every statement it steps, so a per-row executemany
+    from a background thread waits for the GIL once per row while the serving thread
+    is busy; one statement per 250 rows waits once.
+    """
+
+    def __init__(self, table: sa.Table, columns: Sequence[str]) -> None:
+        self.table = table
+        self.columns = tuple(columns)
+        self._sql: dict[tuple[str, int], str] = {}
+
+    async def __call__(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows`` through an async connection, inside its transaction."""
+        for sql, params in self._calls(conn.dialect, rows):
+            await conn.exec_driver_sql(sql, params)
+
+    def run_sync(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows`` through a synchronous connection, inside its transaction."""
+        for sql, params in self._calls(conn.dialect, rows):
+            conn.exec_driver_sql(sql, params)
+
+    def _calls(self, dialect: sa.Dialect, rows: Sequence[Sequence[Any]]) -> Iterator[_Call]:
+        if not rows:
+            return
+        if dialect.name != "sqlite":
+            yield self._statement(dialect, 1), list(rows)
+            return
+        step = SQLITE_ROWS_PER_INSERT
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            yield self._statement(dialect, len(chunk)), tuple(chain.from_iterable(chunk))
+
+    def _statement(self, dialect: sa.Dialect, n: int) -> str:
+        key = (dialect.name, n)
+        sql = self._sql.get(key)
+        if sql is None:
+            compiled = (
+                self.table.insert()
+                .inline()
+                .compile(dialect=dialect, column_keys=list(self.columns))
+            )
+            # The tuples are passed positionally: their order must be the statement's.
+            if tuple(compiled.positiontup or ()) != self.columns:
+                raise RuntimeError(f"unexpected parameter order for {self.table.name}")
+            sql = compiled.string
+            if n > 1:  # "INSERT INTO t (a, b) VALUES (?, ?)" -> "... VALUES (?, ?), (?, ?)"
+                head, sep, row = sql.rpartition(" VALUES ")
+                sql = head + sep + ", ".join([row] * n)
+            self._sql[key] = sql
+        return sql
+
+
 def json_dumps(value: Any) -> str:
     """JSON text of ``value`` as stored in JSON columns (orjson; non-str keys allowed)."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
@@ -119,7 +187,7 @@ def _make_parent_dir(database: str | None) -> None:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def _apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Runs for every new pooled connection: these pragmas are per connection
     # (except journal_mode, which is stored in the file but cheap to repeat).
     cursor = dbapi_connection.cursor()

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tokenhub.store.db import Database, json_dumps
+from tokenhub.store.db import BulkInsert, Database, json_dumps
 from tokenhub.store.tables import JSONType, metadata
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias), not BIGINT.
@@ -80,6 +79,8 @@ REQUEST_COLUMNS = tuple(c.name for c in request_log.c if c.name != "id")
 REWARD_COLUMNS = tuple(c.name for c in reward_log.c if c.name != "id")
 """The order of a reward row's values in ``LogRepo.insert_rows``."""
 _JSON_COLUMNS = frozenset(c.name for c in request_log.c if isinstance(c.type, sa.JSON))
+INSERT_REQUESTS = BulkInsert(request_log, REQUEST_COLUMNS)
+INSERT_REWARDS = BulkInsert(reward_log, REWARD_COLUMNS)
 
 
 def to_micro(usd: float) -> int:
@@ -122,7 +123,6 @@ class LogRepo:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._sql: dict[tuple[str, str], str] = {}
 
     async def insert_batch(
         self, requests: Sequence[Mapping[str, Any]], rewards: Sequence[Mapping[str, Any]]
@@ -147,22 +147,8 @@ class LogRepo:
         if not requests and not rewards:
             return
         async with self._db.engine.begin() as conn:
-            if requests:
-                await conn.exec_driver_sql(self._insert_sql(conn, request_log), list(requests))
-            if rewards:
-                await conn.exec_driver_sql(self._insert_sql(conn, reward_log), list(rewards))
-
-    def _insert_sql(self, conn: AsyncConnection, table: sa.Table) -> str:
-        dialect = conn.dialect
-        key = (dialect.name, table.name)
-        sql = self._sql.get(key)
-        if sql is None:
-            columns = REQUEST_COLUMNS if table is request_log else REWARD_COLUMNS
-            compiled = table.insert().inline().compile(dialect=dialect, column_keys=list(columns))
-            if tuple(compiled.positiontup or ()) != columns:
-                raise RuntimeError(f"unexpected parameter order for {table.name}")
-            sql = self._sql[key] = str(compiled)
-        return sql
+            await INSERT_REQUESTS(conn, requests)
+            await INSERT_REWARDS(conn, rewards)
 
     async def insert_requests(self, rows: Sequence[Mapping[str, Any]]) -> None:
         await self.insert_batch(rows, ())

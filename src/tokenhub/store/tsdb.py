@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from tokenhub.store.db import Database
+from tokenhub.store.db import BulkInsert, Database
 from tokenhub.store.tables import metadata
 
 GROUP_COLUMNS = ("model", "provider")
@@ -84,6 +84,9 @@ class Rollup(NamedTuple):
     sum: float
     max: float
     min: float
+
+
+INSERT_POINTS = BulkInsert(tsdb_points, [c.name for c in tsdb_points.columns])
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +164,6 @@ class TSDBRepo:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._insert_sql: str | None = None
 
     async def insert(self, points: Iterable[Point]) -> int:
         """Roll ``points`` up and insert the rows; returns how many points were written."""
@@ -174,9 +176,7 @@ class TSDBRepo:
         if not rows:
             return 0
         async with self._db.engine.begin() as conn:
-            # Driver-level executemany of plain tuples: Core's per-row parameter
-            # processing cost more than the rest of the sink together.
-            await conn.exec_driver_sql(self._insert_statement(conn.dialect), list(rows))
+            await INSERT_POINTS(conn, rows)
         return len(rows)
 
     async def query(
@@ -230,15 +230,6 @@ class TSDBRepo:
         async with self._db.engine.begin() as conn:
             counts = (await conn.execute(stmt)).scalars().all()
         return int(sum(counts))
-
-    def _insert_statement(self, dialect: sa.Dialect) -> str:
-        if self._insert_sql is None:
-            compiled = sa.insert(tsdb_points).compile(dialect=dialect)
-            # The tuples are passed positionally: their order must be the statement's.
-            if list(compiled.positiontup or ()) != [c.name for c in tsdb_points.columns]:
-                raise RuntimeError(f"tsdb insert binds {compiled.positiontup}, not Rollup")
-            self._insert_sql = compiled.string
-        return self._insert_sql
 
 
 def _second_bound(t: float) -> int:
