@@ -209,6 +209,11 @@ def build_api(settings: Settings, holder: ServiceHolder) -> FastAPI:
         # pauses under load, measured in bench/).
         gc.collect()
         gc.freeze()
+        # The cyclic collector's default trigger (700 net new container objects) fires
+        # thousands of times a second under load while almost every request object is
+        # freed by reference counting anyway; at 20,000 collections became rare and
+        # throughput rose ~12% on the bench (collections had cost ~25 µs per request).
+        gc.set_threshold(20_000, 20, 10)
         try:
             yield
         finally:
