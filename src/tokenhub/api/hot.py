@@ -149,6 +149,15 @@ def request_id_of(scope: Scope) -> str:
     return secrets.token_hex(12)
 
 
+def trace_headers(scope: Scope) -> dict[str, str]:
+    """The W3C trace-context headers of the request (``traceparent``, ``tracestate``)."""
+    return {
+        name.decode(): bytes(value).decode("latin-1")
+        for name, value in scope["headers"]
+        if name in (b"traceparent", b"tracestate")
+    }
+
+
 def header(scope: Scope, wanted: bytes) -> bytes | None:
     for name, value in scope["headers"]:
         if name == wanted:
@@ -248,7 +257,9 @@ class GuardedHandler(ABC):
         )
         deps.metrics.in_flight_inc()
         try:
-            with deps.tracing.request_span(scope["path"], ex.request_id, self.surface):
+            # The client's traceparent, when it sent one, makes our spans part of its trace.
+            carrier = trace_headers(scope) if deps.tracing.enabled else None
+            with deps.tracing.request_span(scope["path"], ex.request_id, self.surface, carrier):
                 await self._serve(deps, ex, scope, receive, send)
         finally:
             deps.metrics.in_flight_dec()
