@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
@@ -42,7 +41,6 @@ from tokenhub.store.db import BulkInsert, Database, apply_sqlite_pragmas
 from tokenhub.types import Outcome
 
 THREAD_NAME = "tokenhub-db-writer"
-ROWS_CHUNK = 100  # outcomes turned into rows between two GIL switch points
 
 Rows = Sequence[tuple[BulkInsert, Sequence[Sequence[Any]]]]
 
@@ -128,7 +126,7 @@ class DatabaseWriter:
     async def _write(self, sink: RowSink, batch: Sequence[Outcome]) -> None:
         # Runs in the writer's thread; one batch at a time, so the thread's single
         # SQLite connection is never shared and never waits on a lock of its own.
-        inserts = _rows_in_chunks(sink, batch)
+        inserts = sink.rows(batch)
         if self._engine is not None:
             with self._engine.begin() as conn:
                 for insert, rows in inserts:
@@ -141,21 +139,6 @@ class DatabaseWriter:
     async def _dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
-
-
-def _rows_in_chunks(sink: RowSink, batch: Sequence[Outcome]) -> Rows:
-    """``sink.rows(batch)``, built ``ROWS_CHUNK`` outcomes at a time with the GIL let go
-    in between: building a whole batch's rows at once would hold it for milliseconds,
-    and a request arriving then would wait that long (p99 at c=1 showed it)."""
-    if len(batch) <= ROWS_CHUNK:
-        return sink.rows(batch)
-    merged: dict[BulkInsert, list[Sequence[Any]]] = {}
-    for start in range(0, len(batch), ROWS_CHUNK):
-        if start:
-            time.sleep(0)  # a GIL switch point for the serving thread
-        for insert, rows in sink.rows(batch[start : start + ROWS_CHUNK]):
-            merged.setdefault(insert, []).extend(rows)
-    return list(merged.items())
 
 
 class OffLoopSink:
