@@ -6,7 +6,7 @@ and method and served without a framework. Every hot handler shares one guarded
 frame (``GuardedHandler``):
 
     per-IP token bucket → API key and scope → one body read and orjson parse →
-    Idempotency-Key claim (non-streamed requests that carry one) → the route's own
+    Idempotency-Key claim (requests that carry one, streamed or not) → the route's own
     work (``handle``) → one Outcome to the recorder
 
 Nothing here awaits a database: keys come from the key ring's memory, limits, budgets
@@ -42,7 +42,13 @@ from tokenhub.routing.embedding import EmbeddingRouter
 from tokenhub.routing.engine import RoutingEngine
 from tokenhub.security.clientip import ClientIP
 from tokenhub.security.guard import Guard, Principal
-from tokenhub.security.idempotency import Conflict, Idempotency, Replay, body_digest, parse_key
+from tokenhub.security.idempotency import (
+    Conflict,
+    Idempotency,
+    Replay,
+    parse_key,
+    request_digest,
+)
 from tokenhub.security.limits import RateLimiter
 from tokenhub.types import ChatRequest, Decision, Outcome, Usage
 
@@ -204,7 +210,9 @@ async def send_json(send: Send, ex: Exchange, body: bytes, d: Decision | None) -
 
 
 class _Capture:
-    """Wraps ``send`` to keep a copy of a whole (non-streamed) response for replay."""
+    """Wraps ``send`` to keep a copy of a whole response for replay (a stream's events
+    are passed on as they come and kept too: replayed, they arrive in one block, which
+    SSE clients read like any other stream)."""
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -278,10 +286,10 @@ class GuardedHandler(ABC):
             except orjson.JSONDecodeError:
                 raise BadRequest("body: malformed JSON") from None
             key = parse_key(header(scope, b"idempotency-key"))
-            if key is None or (isinstance(data, dict) and data.get("stream") is True):
+            if key is None:
                 await self._handle(deps, ex, data, receive, send)
             else:
-                await self._idempotent(deps, ex, key, body, data, receive, send)
+                await self._idempotent(deps, ex, key, data, receive, send)
         except TokenHubError as err:
             await self.error(send, ex, err)
         except asyncio.CancelledError:
@@ -306,14 +314,13 @@ class GuardedHandler(ABC):
         deps: HotDeps,
         ex: Exchange,
         key: str,
-        body: bytes,
         data: Any,
         receive: Receive,
         send: Send,
     ) -> None:
         assert ex.principal is not None
         owner = ex.principal.id
-        claim = await deps.idempotency.begin(owner, key, body_digest(body))
+        claim = await deps.idempotency.begin(owner, key, request_digest(data))
         if isinstance(claim, Replay):
             ex.status = claim.status
             headers = [(k.encode(), v.encode()) for k, v in claim.headers]
@@ -335,7 +342,9 @@ class GuardedHandler(ABC):
         except BaseException:
             await deps.idempotency.abandon(owner, key, token=claim.token)
             raise
-        if capture.final():
+        # A stream that broke (or whose client left) after its 200 head is not an
+        # answer to replay: the exchange then says so while the head said 200.
+        if capture.final() and ex.status == capture.status:
             stored = b"".join(capture.body)
             await deps.idempotency.complete(
                 owner, key, capture.status, capture.headers, stored, token=claim.token

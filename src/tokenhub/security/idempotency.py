@@ -2,7 +2,7 @@
 
 Flow for a request carrying ``Idempotency-Key`` (validated by ``parse_key``)::
 
-    claim = await idem.begin(key_id, key, body_digest(raw_body))
+    claim = await idem.begin(key_id, key, request_digest(parsed_body))
     Replay   -> answer claim.status / claim.headers / claim.body, call nothing
     Conflict -> raise claim.error()  (422: same key, different body)
     Fresh    -> handle the request, then
@@ -21,8 +21,9 @@ channel (woken at once by ``complete``/``abandon``) and re-reads the entry every
 ``wait_timeout_s`` it raises ``tokenhub.errors.Conflict`` (409). On Redis each waiter
 holds one pooled connection for its subscription while it waits.
 
-Streams: responses to ``stream: true`` are not stored; the recommended use is to skip
-``begin`` for them (a stream replayed as one buffered block would not be a stream).
+Streams are stored too, once complete: the replay sends the recorded SSE events in one
+block, which a streaming client reads like any other stream. A stream that broke after
+its first event, or whose client went away, is abandoned like a 5xx.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import hashlib
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -98,8 +100,15 @@ def parse_key(value: str | bytes | None) -> str | None:
 
 
 def body_digest(raw: bytes) -> str:
-    """The request fingerprint: SHA-256 of the raw request bytes."""
+    """SHA-256 of ``raw`` bytes, hex."""
     return hashlib.sha256(raw).hexdigest()
+
+
+def request_digest(data: Any) -> str:
+    """The request fingerprint: the digest of the parsed body as canonical JSON (keys
+    sorted, no whitespace), so the same request sent by two clients that format JSON
+    differently (an SDK retry, a curl replay) is recognised as the same."""
+    return body_digest(orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
 
 
 class Idempotency:

@@ -1,5 +1,5 @@
 """Idempotency-Key through the real gateway: replays, concurrent duplicates, body
-conflicts, per-key isolation and streams."""
+conflicts, per-key isolation, and streams (replayed when complete, not when broken)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import orjson
 
 from tests.fakes.upstreams import FakeOpenAI, Reply
@@ -99,17 +100,47 @@ async def test_keys_are_per_api_key(tmp_path: Path, fake_openai: FakeOpenAI) -> 
         assert len(fake_openai.requests) == 2
 
 
-async def test_streams_are_not_stored(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
-    """Streamed requests with a key reach the upstream every time and are never replayed."""
-    fake_openai.script(Reply(text="one"), Reply(text="two"))
+async def test_a_stream_is_stored_and_replayed(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    """A completed stream with a key is replayed, events and all, without a second call;
+    the official SDK reads the replay like a live stream."""
+    fake_openai.script(Reply(text="only once"), Reply(text="twice?"))
     body = {**BODY, "stream": True}
     async with gateway(tmp_path, fake_openai) as g:
         first = await post(g, body, "stream-1")
         second = await post(g, body, "stream-1")
         assert first.status_code == second.status_code == 200
-        assert "idempotent-replayed" not in second.headers
-        assert first.headers["content-type"].startswith("text/event-stream")
-        assert (streamed_text(first), streamed_text(second)) == ("one", "two")
+        assert "idempotent-replayed" not in first.headers
+        assert second.headers["idempotent-replayed"] == "true"
+        for r in (first, second):
+            assert r.headers["content-type"].startswith("text/event-stream")
+        assert second.text == first.text and streamed_text(second) == "only once"
+        assert second.text.rstrip().endswith("data: [DONE]")
+
+        sdk = openai.AsyncOpenAI(base_url=g.v1, api_key=g.api_key, max_retries=0)
+        stream = await sdk.chat.completions.create(
+            model="big",
+            messages=BODY["messages"],
+            stream=True,
+            extra_headers=idem("stream-1"),
+        )
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        await sdk.close()
+        assert text == "only once"
+        assert len(fake_openai.requests) == 1
+
+
+async def test_a_broken_stream_is_not_stored(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    """A stream the upstream cut after its first events is not replayed: the retry with
+    the same key reaches the upstream and gets a whole answer."""
+    fake_openai.script(Reply(text="cut short here", break_after=2), Reply(text="whole"))
+    body = {**BODY, "stream": True}
+    async with gateway(tmp_path, fake_openai) as g:
+        broken = await post(g, body, "stream-2")
+        assert broken.status_code == 200  # the head had gone out before the cut
+        assert "error" in broken.text
+        retried = await post(g, body, "stream-2")
+        assert "idempotent-replayed" not in retried.headers
+        assert streamed_text(retried) == "whole"
         assert len(fake_openai.requests) == 2
 
 

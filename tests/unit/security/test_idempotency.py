@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -19,6 +20,7 @@ from tokenhub.security.idempotency import (
     Replay,
     body_digest,
     parse_key,
+    request_digest,
 )
 from tokenhub.state.base import SharedState
 from tokenhub.state.memory import MemoryState
@@ -225,3 +227,13 @@ def test_body_digest_is_sha256_of_raw_bytes() -> None:
     """The body digest is the hex SHA-256 of the exact request bytes."""
     assert body_digest(b"") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     assert body_digest(b'{"a":1}') != body_digest(b'{"a": 1}')
+
+
+def test_request_digest_ignores_json_formatting_not_content() -> None:
+    """Key order and whitespace do not make a different request; any value does."""
+    a = orjson.loads(b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}')
+    b = orjson.loads(b'{"messages":[{"content":"hi","role":"user"}],"model":"m"}')
+    c = orjson.loads(b'{"messages":[{"content":"hi!","role":"user"}],"model":"m"}')
+    assert request_digest(a) == request_digest(b)
+    assert request_digest(a) != request_digest(c)
+    assert request_digest({**a, "stream": True}) != request_digest(a)
