@@ -17,8 +17,9 @@ cooldown, and a context overflow is the request's fault, not the provider's.
 Times come from an injected monotonic clock, so tests move time instead of sleeping.
 
 Listeners (``add_listener``) hear ``(key, old_state, new_state)`` whenever a recorded
-outcome changes a key's state. Transitions that only the passing of time causes (down
-to half-open when a cooldown ends) are not announced: nothing records them.
+outcome changes a key's state. Down to half-open happens by the clock alone; it is
+announced once per trip, when it is first noticed: the router claiming the trial
+(``acquire``) or an outcome (a probe's, say) recorded for the key.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class _Entry:
     tripped: bool = False  # the breaker is open (down or half-open)
     down_until: float = 0.0
     trial_until: float = 0.0  # a half-open trial is in flight until then
+    half_open_announced: float = 0.0  # the down_until whose end listeners have heard of
     limited_until: float = 0.0  # rate-limit cooldown, independent of the breaker
     limit_reason: str | None = None
 
@@ -125,7 +127,7 @@ class HealthTracker:
     def record_success(self, key: str, latency_ms: float) -> None:
         """A request to ``key`` succeeded after ``latency_ms``."""
         e = self._entry(key)
-        before = self._state_name(e, self._clock()) if self._listeners else ""
+        before = self._noticed(key, e, self._clock()) if self._listeners else ""
         e.requests += 1
         e.consecutive = 0
         e.tripped = False
@@ -149,7 +151,7 @@ class HealthTracker:
         """A request to ``key`` failed with ``error_class``; may trip the breaker."""
         e = self._entry(key)
         now = self._clock()
-        before = self._state_name(e, now) if self._listeners else ""
+        before = self._noticed(key, e, now) if self._listeners else ""
         cls = str(error_class)
         e.requests += 1
         e.trial_until = 0.0
@@ -200,6 +202,8 @@ class HealthTracker:
         if not self._available(e, now):
             return False
         if e.tripped:
+            if self._listeners:
+                self._noticed(key, e, now)
             e.trial_until = now + self._cooldown_s
         return True
 
@@ -258,10 +262,20 @@ class HealthTracker:
 
     # -- internals ---------------------------------------------------------------
 
+    def _noticed(self, key: str, e: _Entry, now: float) -> str:
+        """``key``'s state now, after announcing down → half-open if nobody has yet."""
+        state = self._state_name(e, now)
+        if state == HALF_OPEN and e.half_open_announced != e.down_until:
+            e.half_open_announced = e.down_until
+            self._notify(key, DOWN, HALF_OPEN)
+        return state
+
     def _announce(self, key: str, e: _Entry, before: str) -> None:
         after = self._state_name(e, self._clock())
-        if after == before:
-            return
+        if after != before:
+            self._notify(key, before, after)
+
+    def _notify(self, key: str, before: str, after: str) -> None:
         for listener in list(self._listeners):
             try:
                 listener(key, before, after)

@@ -181,3 +181,21 @@ def test_thresholds_are_configurable(clock: FakeClock) -> None:
     assert t.state("p").state == "degraded"
     fail(t)
     assert t.state("p").state == "down" and t.cooldown_remaining("p") == pytest.approx(5.0)
+
+
+def test_half_open_is_announced_once_per_trip(tracker: HealthTracker, clock: FakeClock) -> None:
+    """Down → half-open happens by the clock; listeners hear it when it is first noticed
+    (the router's trial claim, or an outcome such as a probe's), once per trip."""
+    heard: list[tuple[str, str, str]] = []
+    tracker.add_listener(lambda *change: heard.append(change))
+    fail(tracker, n=5)
+    assert heard == [("p", "healthy", "degraded"), ("p", "degraded", "down")]
+    clock.advance(31)
+    assert tracker.acquire("p")
+    assert not tracker.acquire("p")  # the trial is taken: no second claim, no event
+    fail(tracker)  # the trial failed: down again
+    assert heard[2:] == [("p", "down", "half_open"), ("p", "half_open", "down")]
+    clock.advance(31)
+    tracker.record_success("p", 3.0)  # a probe's success, no claim before it
+    assert heard[4:] == [("p", "down", "half_open"), ("p", "half_open", "healthy")]
+    assert tracker.state("p").state == "healthy"
