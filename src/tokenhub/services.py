@@ -260,7 +260,9 @@ async def start_services(settings: Settings) -> Services:
             BanditSink(bandit, default_policy),
         ]
         recorder = Recorder(sinks)
-        metrics.bind_recorder(lambda: recorder.queue_depth, lambda: recorder.dropped)
+        metrics.bind_recorder(
+            lambda: recorder.queue_depth, lambda: recorder.dropped, lambda: recorder.lost
+        )
 
     services = Services(
         settings=settings,

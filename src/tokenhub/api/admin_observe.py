@@ -102,6 +102,7 @@ def observe_router(get: Callable[[], ObserveBundle]) -> APIRouter:
             body["recorder"] = {
                 "queue_depth": b.recorder.queue_depth,
                 "dropped": b.recorder.dropped,
+                "lost": dict(b.recorder.lost),
             }
         return body
 

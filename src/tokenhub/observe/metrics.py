@@ -63,6 +63,7 @@ class Metrics:
         self._in_flight = 0
         self._queue_depth: Callable[[], int] = _zero
         self._dropped: Callable[[], int] = _zero
+        self._lost: Callable[[], Mapping[str, int]] = dict
         self._vault_locked: Callable[[], bool] = _false
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._define(self.registry)
@@ -118,10 +119,18 @@ class Metrics:
     def in_flight(self) -> int:
         return self._in_flight
 
-    def bind_recorder(self, queue_depth: Callable[[], int], dropped: Callable[[], int]) -> None:
-        """Read the recorder's queue depth and dropped-record count at scrape time."""
+    def bind_recorder(
+        self,
+        queue_depth: Callable[[], int],
+        dropped: Callable[[], int],
+        lost: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
+        """Read the recorder's queue depth, dropped-record count and per-sink lost
+        outcomes at scrape time."""
         self._queue_depth = queue_depth
         self._dropped = dropped
+        if lost is not None:
+            self._lost = lost
 
     def bind_vault(self, locked: Callable[[], bool]) -> None:
         """Read whether the vault is locked at scrape time."""
@@ -265,6 +274,14 @@ class _LiveCollector(Collector):
         )
         dropped.add_metric([], m._dropped())
         yield dropped
+        lost = CounterMetricFamily(
+            "tokenhub_recorder_lost",
+            "Outcomes a sink could not write after its retries (e.g. request log rows).",
+            labels=["sink"],
+        )
+        for sink, n in sorted(m._lost().items()):
+            lost.add_metric([sink], n)
+        yield lost
         health = GaugeMetricFamily(
             "tokenhub_provider_health_state",
             "Provider health: 0 healthy, 1 degraded, 2 down or half-open.",

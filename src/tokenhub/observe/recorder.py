@@ -82,6 +82,9 @@ class Recorder:
         self.accepted = 0
         self.flushed = 0  # outcomes handed to every sink (whether each sink succeeded)
         self.sink_failures: dict[str, int] = {s.name: 0 for s in self.sinks}
+        # Outcomes a sink gave up on after its retries: written by the other sinks, lost
+        # to this one (a request log row missing, say). Exported as a metric per sink.
+        self.lost: dict[str, int] = {s.name: 0 for s in self.sinks}
 
     @property
     def queue_depth(self) -> int:
@@ -149,7 +152,9 @@ class Recorder:
             if start:
                 await asyncio.sleep(0)  # let requests run between slices
             if not await self._write_sink(sink, batch[start : start + step]):
-                return  # this sink gave up: skip the rest of the batch, as before slicing
+                # This sink gave up: the rest of the batch is skipped for it, and counted.
+                self.lost[sink.name] = self.lost.get(sink.name, 0) + len(batch) - start
+                return
 
     async def _write_sink(self, sink: BatchSink, batch: Sequence[Outcome]) -> bool:
         for attempt in range(self.retries + 1):

@@ -163,7 +163,7 @@ async def test_rewards_list_and_filters(client: httpx.AsyncClient) -> None:
 
 
 async def test_stats_route(client: httpx.AsyncClient) -> None:
-    """GET /stats aggregates the window and shows the recorder's queue and drops."""
+    """GET /stats aggregates the window and shows the recorder's queue, drops and losses."""
     r = await client.get("/admin/v1/stats?window=1h")
     assert r.status_code == 200
     body = r.json()
@@ -172,7 +172,7 @@ async def test_stats_route(client: httpx.AsyncClient) -> None:
     assert (g["requests"], g["errors"], g["tokens_in"]) == (6, 1, 60)
     assert g["cost_usd"] == pytest.approx(0.006)
     assert [m["model"] for m in body["by_model"]] == ["m1", "m2"]
-    assert body["recorder"] == {"queue_depth": 0, "dropped": 0}
+    assert body["recorder"] == {"queue_depth": 0, "dropped": 0, "lost": {"logs": 0}}
     assert (await client.get("/admin/v1/stats?window=10s")).json()["global"]["requests"] == 0
 
 

@@ -140,11 +140,14 @@ def test_recorder_and_vault_values_are_read_at_scrape_time() -> None:
     """Bound callables for queue depth, dropped records and vault lock are read per scrape."""
     m = Metrics()
     live = {"depth": 3, "dropped": 7, "locked": True}
-    m.bind_recorder(lambda: int(live["depth"]), lambda: int(live["dropped"]))
+    lost = {"logs": 4, "tsdb": 0}
+    m.bind_recorder(lambda: int(live["depth"]), lambda: int(live["dropped"]), lambda: lost)
     m.bind_vault(lambda: bool(live["locked"]))
     s = scrape(m)
     assert value(s, "tokenhub_recorder_queue_depth") == 3
     assert value(s, "tokenhub_recorder_dropped_total") == 7
+    assert value(s, "tokenhub_recorder_lost_total", sink="logs") == 4
+    assert value(s, "tokenhub_recorder_lost_total", sink="tsdb") == 0
     assert value(s, "tokenhub_vault_locked") == 1
     live.update(depth=0, locked=False)
     s = scrape(m)

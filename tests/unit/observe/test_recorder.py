@@ -171,6 +171,7 @@ async def test_failing_sink_does_not_lose_other_sinks_rows(
     assert good.ids == [f"r{i}" for i in range(25)]
     assert bad.calls == 3 * 3  # three batches, each tried 1 + 2 retries
     assert rec.sink_failures == {"bad": 9, "good": 0}
+    assert rec.lost == {"bad": 25, "good": 0}  # every outcome missed by "bad", none by "good"
     assert sleeps[:2] == [0.1, 0.2]
     assert "disk on fire" not in caplog.text and "bad" in caplog.text
 
@@ -185,6 +186,7 @@ async def test_transient_sink_failure_is_retried_without_loss() -> None:
     await rec.stop()
     assert flaky.ids == [f"r{i}" for i in range(5)]
     assert rec.sink_failures["flaky"] == 1
+    assert rec.lost["flaky"] == 0  # retried in time: nothing lost
 
 
 async def test_hung_sink_times_out_and_others_still_get_data() -> None:
@@ -195,6 +197,7 @@ async def test_hung_sink_times_out_and_others_still_get_data() -> None:
     await rec.stop()
     assert good.ids == ["r1"] and hung.ids == []
     assert rec.sink_failures["gate"] == 1
+    assert rec.lost == {"gate": 1, "list": 0}
 
 
 def test_invalid_sizes_are_refused() -> None:
