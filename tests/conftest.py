@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -94,13 +95,27 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return asyncpg_url(request.getfixturevalue("pg_dsn"))
 
 
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    """A started, migrated database of the parametrized backend, closed after the test."""
-    database = Database(db_url)
+@asynccontextmanager
+async def migrated(url: str) -> AsyncIterator[Database]:
+    """A started, migrated database at ``url``, closed on the way out."""
+    database = Database(url)
     await database.start()
     await database.migrate()
     try:
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """A started, migrated database of the parametrized backend, closed after the test."""
+    async with migrated(db_url) as database:
+        yield database
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A started, migrated SQLite database, for tests whose subject is not the store."""
+    async with migrated(sqlite_url(tmp_path / "data" / "tokenhub.db")) as database:
+        yield database

@@ -6,18 +6,15 @@ catalog, audit log, alias table) until the gateway mounts ``aliases_router`` its
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
-from tests.conftest import free_port
+from tests.integration.servers import serve_app
 from tokenhub.api.admin_aliases import aliases_router
 from tokenhub.api.errors import install_error_handlers
 from tokenhub.providers.registry import create_adapter
@@ -66,33 +63,20 @@ def _table(db: Database, catalog: Catalog) -> AliasTable:
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[AliasApi]:
+async def api(sqlite_db: Database) -> AsyncIterator[AliasApi]:
     """The alias routes served on a loopback port, backed by a fresh SQLite store."""
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'tokenhub.db'}")
-    await db.start()
-    await db.migrate()
     catalog = await _catalog()
-    table = _table(db, catalog)
+    table = _table(sqlite_db, catalog)
     await table.load()
-    audit = AuditLog(AuditRepo(db))
-    port = free_port()
-    config = uvicorn.Config(
-        _app(table, audit), host="127.0.0.1", port=port, log_config=None, loop="none"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
+    audit = AuditLog(AuditRepo(sqlite_db))
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            yield AliasApi(http, table, audit, catalog, db)
+        async with (
+            serve_app(_app(table, audit)) as url,
+            httpx.AsyncClient(base_url=url, timeout=5) as http,
+        ):
+            yield AliasApi(http, table, audit, catalog, sqlite_db)
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
         await catalog.close()
-        await db.close()
 
 
 async def test_put_get_list_and_delete_an_alias(api: AliasApi) -> None:

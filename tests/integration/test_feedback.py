@@ -6,7 +6,6 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -56,14 +55,9 @@ def _outcome(rid: str, key_id: str, status: int = 200, tokens: int = 300) -> Out
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'tokenhub.db'}")
-    await database.start()
-    await database.migrate()
-    try:
-        yield database
-    finally:
-        await database.close()
+def db(sqlite_db: Database) -> Database:
+    """These tests are about their subject, not the store: SQLite only."""
+    return sqlite_db
 
 
 async def _log(logs: LogRepo, *outcomes: Outcome) -> None:

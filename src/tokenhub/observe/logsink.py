@@ -210,12 +210,12 @@ class LogSink:
         self._default = default_policy or Policy()
 
     async def write(self, batch: Sequence[Outcome]) -> None:
-        requests = [request_values(o) for o in batch]
-        rewards = [row for o in batch for row in reward_values(o, self._default)]
+        (_, requests), (_, rewards) = self.rows(batch)
         await self._repo.insert_rows(requests, rewards)
 
     def rows(self, batch: Sequence[Outcome]) -> list[tuple[BulkInsert, list[tuple[Any, ...]]]]:
-        """The rows of ``batch`` per table, for a ``DatabaseWriter`` (``observe.offloop``)."""
+        """The rows of ``batch`` per table (requests, then rewards), for ``write`` or a
+        ``DatabaseWriter`` to store (``observe.offloop``)."""
         return [
             (INSERT_REQUESTS, [request_values(o) for o in batch]),
             (INSERT_REWARDS, [row for o in batch for row in reward_values(o, self._default)]),

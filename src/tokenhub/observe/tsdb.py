@@ -161,10 +161,6 @@ class TSDB:
         """Roll ``points`` up and insert them in one batch; returns how many were written."""
         return await self._repo.insert(points)
 
-    async def write_rollups(self, rows: Sequence[Rollup]) -> int:
-        """Insert already rolled-up ``rows`` in one batch; returns how many rows."""
-        return await self._repo.insert_rollups(rows)
-
     async def query(
         self,
         metric: str,
@@ -255,12 +251,10 @@ class TSDBSink:
 
     async def write(self, batch: Sequence[Outcome]) -> None:
         """Write the points of every outcome in ``batch`` as rollups in one insert."""
-        rows = outcome_rollups(batch)
-        if rows:
-            await self._repo.insert_rollups(rows)
+        await self._repo.insert_rollups(outcome_rollups(batch))
 
     def rows(self, batch: Sequence[Outcome]) -> list[tuple[BulkInsert, list[Rollup]]]:
-        """The rollups of ``batch``, for a ``DatabaseWriter`` (``observe.offloop``)."""
+        """``write``'s rows, for a ``DatabaseWriter`` to store (``observe.offloop``)."""
         return [(INSERT_POINTS, outcome_rollups(batch))]
 
 

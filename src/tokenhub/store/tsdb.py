@@ -172,7 +172,7 @@ class TSDBRepo:
         return sum(r.points for r in rows)
 
     async def insert_rollups(self, rows: Sequence[Rollup]) -> int:
-        """Insert ``rows`` in one executemany; returns how many rows were written."""
+        """Insert ``rows`` in one transaction (``BulkInsert``); returns how many were written."""
         if not rows:
             return 0
         async with self._db.engine.begin() as conn:

@@ -122,9 +122,10 @@ async def test_writer_stop_is_idempotent_and_refuses_work_after() -> None:
         await writer.write(ThreadSpy(), [outcome(1)])
 
 
-async def test_writes_keep_pace_while_the_serving_loop_is_busy(db: Database) -> None:
-    """The writer's progress does not depend on the serving loop being idle: with this
-    loop never idle (dozens of tasks always ready), 2,000 outcomes still flush."""
+async def test_nothing_is_lost_while_the_serving_loop_is_busy(db: Database) -> None:
+    """With the serving loop never idle (dozens of tasks always ready) every outcome still
+    reaches the store through the writer. (That the writer keeps pace under real load
+    is a throughput property: the bench measures it, as dropped outcomes per run.)"""
     writer = DatabaseWriter(db.url)
     await writer.start()
     stop = asyncio.Event()

@@ -7,7 +7,6 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -67,21 +66,15 @@ def build_api(db: Database, holder: dict[str, Guard]) -> tuple[FastAPI, list[Key
 
 
 @pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'api.db'}")
-    await db.start()
-    await db.migrate()
+async def served(sqlite_db: Database) -> AsyncIterator[Served]:
     holder: dict[str, Guard] = {}
-    api, bundles = build_api(db, holder)
-    try:
-        # access log on: test_keys_never_reach_the_logs reads it too
-        async with (
-            serve_app(api, lifespan="on", access_log=True) as url,
-            httpx.AsyncClient(base_url=url, timeout=10) as c,
-        ):
-            yield Served(c, bundles[-1], holder["guard"])
-    finally:
-        await db.close()
+    api, bundles = build_api(sqlite_db, holder)
+    # access log on: test_keys_never_reach_the_logs reads it too
+    async with (
+        serve_app(api, lifespan="on", access_log=True) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as c,
+    ):
+        yield Served(c, bundles[-1], holder["guard"])
 
 
 async def _create(c: httpx.AsyncClient, **body: Any) -> dict[str, Any]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -45,14 +43,9 @@ class CountingRepo(ApiKeyRepo):
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}")
-    await database.start()
-    await database.migrate()
-    try:
-        yield database
-    finally:
-        await database.close()
+def db(sqlite_db: Database) -> Database:
+    """These tests are about their subject, not the store: SQLite only."""
+    return sqlite_db
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -33,14 +31,9 @@ def _key(budget_usd: float | None = 1.0, id: str = "k" * 16) -> KeyRecord:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'spend.db'}")
-    await database.start()
-    await database.migrate()
-    try:
-        yield database
-    finally:
-        await database.close()
+def db(sqlite_db: Database) -> Database:
+    """These tests are about their subject, not the store: SQLite only."""
+    return sqlite_db
 
 
 @pytest.fixture
