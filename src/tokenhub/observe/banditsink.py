@@ -34,8 +34,25 @@ class BanditSink:
         self._default = default_policy or Policy()
 
     async def write(self, batch: Sequence[Outcome]) -> None:
+        # One arm update per (model, bucket) and batch: the batch arrived within a
+        # flush interval, so decaying once for all of it is what per-attempt updates do.
+        rewards: dict[tuple[str, str], list[float]] = {}
+        default = self._default
         for outcome in batch:
-            self.observe(outcome)
+            d = outcome.decision
+            if d is None or not d.attempts:
+                continue
+            policy = policy_of(outcome, default)
+            bucket = token_bucket(d.estimated_tokens or outcome.usage.prompt_tokens)
+            for attempt in d.attempts:
+                key = (attempt.model, bucket)
+                value = reward(attempt, outcome, policy)
+                if (values := rewards.get(key)) is None:
+                    rewards[key] = [value]
+                else:
+                    values.append(value)
+        for (model, bucket), values in rewards.items():
+            self.bandit.update_many(model, bucket, values)
 
     def observe(self, outcome: Outcome) -> int:
         """Update the arms of ``outcome``'s attempts; returns how many were updated."""

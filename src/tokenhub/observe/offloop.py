@@ -29,6 +29,9 @@ they share its objects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import sys
 import threading
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
@@ -41,6 +44,7 @@ from tokenhub.store.db import BulkInsert, Database, apply_sqlite_pragmas
 from tokenhub.types import Outcome
 
 THREAD_NAME = "tokenhub-db-writer"
+_PR_SET_NAME = 15  # linux/prctl.h
 
 Rows = Sequence[tuple[BulkInsert, Sequence[Sequence[Any]]]]
 
@@ -78,7 +82,7 @@ class DatabaseWriter:
         if self._loop is not None:
             return
         loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name=THREAD_NAME, daemon=True)
+        thread = threading.Thread(target=_serve, args=(loop,), name=THREAD_NAME, daemon=True)
         thread.start()
         self._loop, self._thread = loop, thread
         if self._sqlite:
@@ -139,6 +143,22 @@ class DatabaseWriter:
     async def _dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    _name_os_thread(THREAD_NAME)
+    loop.run_forever()
+
+
+def _name_os_thread(name: str) -> None:
+    """Give the calling thread ``name`` (its first 15 bytes) in the OS too, so that
+    ``top -H`` and ``/proc/<pid>/task/*/comm`` tell the writer from the serving thread.
+    Best effort: Linux only, silently skipped elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 class OffLoopSink:

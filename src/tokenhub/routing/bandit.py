@@ -103,33 +103,43 @@ class Bandit:
 
     def update(self, model_id: str, bucket: str, reward: float, *, at: float | None = None) -> None:
         """Fold one attempt's ``reward`` (clamped to [0, 1]) into its arm."""
-        self._observe(model_id, bucket, _clamp(reward), self.reward_weight, at, pull=True)
+        self._observe(model_id, bucket, _clamp(reward), 1, self.reward_weight, at)
+
+    def update_many(
+        self, model_id: str, bucket: str, rewards: Iterable[float], *, at: float | None = None
+    ) -> None:
+        """Fold several attempts' rewards, observed at one moment, into one arm: the same
+        as ``update`` for each in turn, with the decay worked out once."""
+        values = [_clamp(r) for r in rewards]
+        if values:
+            self._observe(model_id, bucket, math.fsum(values), len(values), self.reward_weight, at)
 
     def feedback(
         self, model_id: str, bucket: str, score: float, *, at: float | None = None
     ) -> None:
         """Fold a client's quality ``score`` in [0, 1] in, worth ``feedback_weight`` pulls."""
-        self._observe(model_id, bucket, _clamp(score), self.feedback_weight, at, pull=False)
+        self._observe(model_id, bucket, _clamp(score), 0, self.feedback_weight, at)
 
     def _observe(
         self,
         model_id: str,
         bucket: str,
-        value: float,
+        total: float,
+        pulls: int,
         weight: float,
         at: float | None,
-        *,
-        pull: bool,
     ) -> None:
+        # ``total``: the sum of max(1, pulls) values in [0, 1]; feedback is one value
+        # that is not a pull.
         now = self._clock() if at is None else at
         arm = self._arm(model_id, bucket, now)
         if now >= arm.updated_at:
             self._decay(arm, now)
         else:  # a late observation: it has faded as much as it would have by now
             weight *= self._factor(arm.updated_at - now)
-        arm.alpha += weight * value
-        arm.beta += weight * (1.0 - value)
-        arm.pulls += int(pull)
+        arm.alpha += weight * total
+        arm.beta += weight * (max(1, pulls) - total)
+        arm.pulls += pulls
 
     # -- reading -------------------------------------------------------------------
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +88,23 @@ async def test_sinks_run_in_the_writer_thread_with_whole_batches(db: Database) -
     rewards = await repo.list_rewards(limit=2000)
     assert len(rewards) == 1100  # one per attempt: 100 requests failed over once
     assert sum(not r["success"] for r in rewards) == 100
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OS thread names: Linux")
+async def test_the_writer_thread_is_named_in_the_os_too() -> None:
+    """``top -H`` shows the writer by name (the kernel keeps 15 bytes of it)."""
+    writer = DatabaseWriter("sqlite+aiosqlite:///:memory:")
+
+    def comms() -> list[str]:
+        tasks = Path("/proc/self/task")
+        return [(t / "comm").read_text().strip() for t in tasks.iterdir()]
+
+    await writer.start()
+    try:
+        assert THREAD_NAME[:15] in comms()
+    finally:
+        await writer.stop()
+    assert THREAD_NAME[:15] not in comms()
 
 
 async def test_a_failing_sink_in_the_thread_is_retried_and_skipped(db: Database) -> None:

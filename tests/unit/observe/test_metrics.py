@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.unit.routing.fakes import FakeClock
 from tokenhub.observe.health import HealthTracker
-from tokenhub.observe.metrics import LATENCY_BUCKETS_MS, Metrics, MetricsSink
+from tokenhub.observe.metrics import LATENCY_BUCKETS_MS, BatchHistogram, Metrics, MetricsSink
 from tokenhub.types import Attempt, Decision, ErrorClass, Outcome, Usage
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -231,3 +233,40 @@ def test_a_batch_counts_the_same_as_outcomes_one_by_one() -> None:
 def _values(samples: Samples) -> Samples:
     """Samples without the ``_created`` timestamps, which differ between registries."""
     return {k: v for k, v in samples.items() if not k[0].endswith("_created")}
+
+
+def test_batch_histogram_exposes_what_a_prometheus_histogram_does() -> None:
+    """Same values, same series: bucket edges inclusive (a value on a bound counts in
+    that bucket), +Inf, _count and _sum, per label set."""
+    values = [0.5, 10.0, 10.000001, 39.9, 40.0, 640.0, 5120.0, 5120.5, 99_999.0]
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    hist = BatchHistogram("h_ms", "doc", ("model",), LATENCY_BUCKETS_MS)
+    ours.register(hist)
+    reference = Histogram("h_ms", "doc", ("model",), buckets=LATENCY_BUCKETS_MS, registry=theirs)
+    hist.observe_many(("a",), values[:4])
+    hist.observe_many(("a",), values[4:])
+    hist.observe_many(("b",), [7.0])
+    for v in values:
+        reference.labels("a").observe(v)
+    reference.labels("b").observe(7.0)
+
+    def samples(r: CollectorRegistry) -> Samples:
+        out: Samples = {}
+        for family in text_string_to_metric_families(generate_latest(r).decode()):
+            for s in family.samples:
+                if not s.name.endswith("_created"):
+                    out[(s.name, frozenset(s.labels.items()))] = s.value
+        return out
+
+    got = samples(ours)
+    assert got == samples(theirs)
+    assert value(got, "h_ms_bucket", model="a", le="10.0") == 2
+    assert value(got, "h_ms_bucket", model="a", le="+Inf") == len(values)
+
+
+def test_batch_histogram_refuses_bad_bounds_and_label_counts() -> None:
+    with pytest.raises(ValueError, match="increasing"):
+        BatchHistogram("h", "doc", ("model",), (20.0, 10.0))
+    hist = BatchHistogram("h", "doc", ("model", "provider"), (1.0,))
+    with pytest.raises(ValueError, match="takes labels"):
+        hist.observe_many(("only-one",), [1.0])

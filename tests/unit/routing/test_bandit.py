@@ -165,6 +165,45 @@ async def test_sink_updates_every_attempt_with_the_logged_reward() -> None:
     assert arms[("m2", "medium")]["alpha"] == pytest.approx(1.85)
 
 
+def test_update_many_equals_updates_one_by_one() -> None:
+    """A batch of rewards for one arm lands where the same updates one at a time do,
+    including on an arm that has decayed since its last update; pulls count each."""
+    clock = FakeClock()
+    one, many = _bandit(clock), _bandit(clock)
+    for b in (one, many):
+        b.update("m", "small", 0.9)
+    clock.advance(HOUR)
+    rewards = [0.2, 1.0, 0.55, 1.7, -1.0]  # out-of-range values are clamped in both
+    for r in rewards:
+        one.update("m", "small", r)
+    many.update_many("m", "small", rewards)
+    many.update_many("m", "small", [])  # nothing to fold in: no arm is touched
+    [a], [b] = one.summary(), many.summary()
+    assert b["alpha"] == pytest.approx(a["alpha"]) and b["beta"] == pytest.approx(a["beta"])
+    assert a["pulls"] == b["pulls"] == 6
+
+
+async def test_sink_batch_teaches_what_outcomes_one_by_one_do() -> None:
+    """The sink folds a batch per arm; the arms match observing each outcome alone."""
+    clock = FakeClock()
+    batched, single = _bandit(clock), _bandit(clock)
+    fail = Attempt("m1", "p", error_class=ErrorClass.TRANSIENT, latency_ms=50.0)
+    batch = [
+        _outcome(200, [Attempt("m1", "p", latency_ms=100.0 * i)], tokens=100 * i)
+        for i in range(1, 30)
+    ] + [_outcome(200, [fail, Attempt("m2", "p", latency_ms=300.0)])] * 3
+    await BanditSink(batched).write(batch)
+    for o in batch:
+        BanditSink(single).observe(o)
+    got = {(a["model"], a["bucket"]): a for a in batched.summary()}
+    want = {(a["model"], a["bucket"]): a for a in single.summary()}
+    assert got.keys() == want.keys() == {("m1", "small"), ("m1", "medium"), ("m2", "small")}
+    for arm, a in want.items():
+        assert got[arm]["alpha"] == pytest.approx(a["alpha"]), arm
+        assert got[arm]["beta"] == pytest.approx(a["beta"]), arm
+        assert got[arm]["pulls"] == a["pulls"], arm
+
+
 async def test_sink_ignores_outcomes_without_attempts() -> None:
     """A request refused before routing teaches the bandit nothing."""
     b = _bandit(FakeClock())
