@@ -56,11 +56,14 @@ def reward(attempt: Attempt, outcome: Outcome, policy_budget: Policy) -> float:
     """The attempt's reward in [0, 1] (see the module docstring for the blend)."""
     if not attempt_succeeded(attempt, outcome):
         return 0.0
+    return success_reward(outcome.cost_usd, attempt_latency(attempt, outcome), policy_budget)
+
+
+def success_reward(cost_usd: float, latency_ms: float, policy_budget: Policy) -> float:
+    """The reward of a successful attempt that cost ``cost_usd`` and took ``latency_ms``."""
     budget = policy_budget.max_budget_usd
-    cost = outcome.cost_usd
-    cost_norm = min(1.0, cost / budget) if budget > 0 else (0.0 if cost <= 0 else 1.0)
-    max_latency = max(1.0, float(policy_budget.max_latency_ms))
-    latency_norm = min(1.0, attempt_latency(attempt, outcome) / max_latency)
+    cost_norm = min(1.0, cost_usd / budget) if budget > 0 else (0.0 if cost_usd <= 0 else 1.0)
+    latency_norm = min(1.0, latency_ms / max(1.0, float(policy_budget.max_latency_ms)))
     value = 0.4 + 0.3 * (1.0 - max(0.0, cost_norm)) + 0.3 * (1.0 - max(0.0, latency_norm))
     return min(1.0, max(0.0, value))
 
@@ -78,29 +81,29 @@ def policy_of(outcome: Outcome, default: Policy) -> Policy:
 
 def decision_trace(decision: Decision) -> dict[str, Any]:
     """The routing decision as JSON-ready data: why the request went where it went."""
+    model = decision.model
     return {
         "mode": decision.mode,
-        "model": decision.model.id if decision.model else None,
+        "model": model.id if model else None,
         "provider": decision.provider_id or None,
         "reason": decision.reason,
         "estimated_tokens": decision.estimated_tokens,
         "estimated_cost_usd": decision.estimated_cost_usd,
         "ranked": [{"model": m, "score": s} for m, s in decision.ranked],
         "excluded": [{"model": m, "reason": why} for m, why in decision.excluded.items()],
-        "attempts": [_attempt_trace(a) for a in decision.attempts],
+        "attempts": [
+            {
+                "model": a.model,
+                "provider": a.provider,
+                "error_class": None if a.error_class is None else str(a.error_class),
+                "status": a.status,
+                "message": a.message[:_MAX_TEXT],
+                "latency_ms": round(a.latency_ms, 3),
+                "backoff_ms": a.backoff_ms,
+            }
+            for a in decision.attempts
+        ],
         "cooldowns": [dict(c) for c in decision.cooldowns],
-    }
-
-
-def _attempt_trace(a: Attempt) -> dict[str, Any]:
-    return {
-        "model": a.model,
-        "provider": a.provider,
-        "error_class": None if a.error_class is None else str(a.error_class),
-        "status": a.status,
-        "message": a.message[:_MAX_TEXT],
-        "latency_ms": round(a.latency_ms, 3),
-        "backoff_ms": a.backoff_ms,
     }
 
 
@@ -151,49 +154,57 @@ def reward_rows(outcome: Outcome, default: Policy) -> list[dict[str, Any]]:
 
 
 def reward_values(outcome: Outcome, default: Policy) -> list[tuple[Any, ...]]:
-    """``reward_rows`` as values in ``REWARD_COLUMNS`` order."""
+    """``reward_rows`` as values in ``REWARD_COLUMNS`` order.
+
+    The same rows as ``reward``, ``attempt_succeeded`` and ``attempt_latency`` give per
+    attempt, worked out with what all attempts share computed once (this runs for every
+    attempt of every request).
+    """
     d = outcome.decision
-    if d is None:
+    if d is None or not d.attempts:
         return []
-    policy = policy_of(outcome, default)
+    policy = d.policy if d.policy is not None else default
     bucket = token_bucket(d.estimated_tokens or outcome.usage.prompt_tokens)
     latency_budget = float(policy.max_latency_ms)
     cost_budget = to_micro(policy.max_budget_usd)
-    return [
-        _reward_values(i, a, outcome, policy, bucket, latency_budget, cost_budget)
-        for i, a in enumerate(d.attempts)
-    ]
-
-
-def _reward_values(
-    i: int,
-    a: Attempt,
-    outcome: Outcome,
-    policy: Policy,
-    bucket: str,
-    latency_budget: float,
-    cost_budget: int,
-) -> tuple[Any, ...]:
-    # Keep in REWARD_COLUMNS order (store.logs.reward_log).
-    ok = attempt_succeeded(a, outcome)
-    error_class = None if ok else (str(a.error_class) if a.error_class else outcome.error_class)
-    return (
+    answered = outcome.status < 400
+    cost, cost_micro = outcome.cost_usd, to_micro(outcome.cost_usd)
+    started, request_id, key_id, mode = (
         outcome.started_at,
         outcome.request_id,
-        i,
         outcome.api_key_id,
-        a.model,
-        a.provider,
         outcome.mode,
-        bucket,
-        latency_budget,
-        cost_budget,
-        attempt_latency(a, outcome),
-        to_micro(outcome.cost_usd) if ok else 0,
-        ok,
-        error_class,
-        reward(a, outcome, policy),
     )
+    rows = []
+    # Keep in REWARD_COLUMNS order (store.logs.reward_log).
+    for i, a in enumerate(d.attempts):
+        latency = a.latency_ms if a.latency_ms > 0 else outcome.latency_ms
+        ok = answered and a.error_class is None
+        if ok:
+            value, error_class = success_reward(cost, latency, policy), None
+        else:
+            value = 0.0
+            error_class = str(a.error_class) if a.error_class else outcome.error_class
+        rows.append(
+            (
+                started,
+                request_id,
+                i,
+                key_id,
+                a.model,
+                a.provider,
+                mode,
+                bucket,
+                latency_budget,
+                cost_budget,
+                latency,
+                cost_micro if ok else 0,
+                ok,
+                error_class,
+                value,
+            )
+        )
+    return rows
 
 
 class LogSink:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tokenhub.observe.logsink import (
+    attempt_latency,
+    attempt_succeeded,
     decision_trace,
     policy_of,
     request_row,
@@ -121,6 +123,42 @@ def test_one_reward_row_per_attempt() -> None:
         ("cheap", "k1", 2000.0)
     }
     assert rows[2]["cost_budget_micro_usd"] == 10_000
+
+
+@pytest.mark.parametrize("status", [200, 499, 502])
+@pytest.mark.parametrize("cost", [0.0, 0.004, 0.5])
+@pytest.mark.parametrize("budget", [0.0, 0.01])
+def test_reward_rows_agree_with_the_reference_functions(
+    status: int, cost: float, budget: float
+) -> None:
+    """The rows' fast path computes per attempt what reward(), attempt_succeeded() and
+    attempt_latency() say, for failed and answered requests, free and paid, any budget."""
+    attempts = [
+        Attempt("a", "p1", ErrorClass.TRANSIENT, 503, "x", 40.0),
+        Attempt("b", "p2", latency_ms=0.0),  # not measured: the request's latency counts
+        Attempt("c", "p3", latency_ms=900.0),
+    ]
+    policy = Policy(max_budget_usd=budget, max_latency_ms=1000)
+    d = Decision(estimated_tokens=50, attempts=attempts, policy=policy)
+    o = Outcome(
+        "r",
+        "openai",
+        1.0,
+        status,
+        250.0,
+        cost_usd=cost,
+        decision=d,
+        error_class=(None if status < 400 else "upstream"),
+    )
+    rows = reward_rows(o, POLICY)
+    assert [r["attempt"] for r in rows] == [0, 1, 2]
+    for a, row in zip(attempts, rows, strict=True):
+        ok = attempt_succeeded(a, o)
+        assert row["success"] is ok
+        assert row["reward"] == reward(a, o, policy)
+        assert row["latency_ms"] == attempt_latency(a, o)
+        assert row["cost_micro_usd"] == (round(cost * 1_000_000) if ok else 0)
+        assert row["error_class"] == (None if ok else (a.error_class or o.error_class))
 
 
 def test_no_decision_means_no_reward_rows() -> None:
