@@ -8,6 +8,11 @@ collapsed per measure to the better value (higher throughput, lower latency and 
 except RSS and dropped outcomes (the higher) and failures (the sum), so a noisy
 neighbour can only make a number look worse, never hide a failure.
 
+The throughput deltas come from the paired phase when it ran: ``paired_r{round}_{config}``
+are c=64 bursts against every configuration's gateway, all running at once, taken in
+turn within each round; a delta is the median over rounds of the within-round ratio
+(``paired_{config}`` holds each gateway's dropped outcomes at the end).
+
     .venv/bin/python bench/report.py DIR --out FILE [--readme bench/README.md]
 """
 
@@ -18,6 +23,7 @@ import datetime as dt
 import os
 import platform
 import re
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +37,7 @@ CONFIGS = {
     "norec": "no recording (RECORDING=false)",
 }
 STEM = re.compile(r"^(?P<cfg>[a-z]+)(?P<round>\d+)_(?P<probe>[a-z0-9]+)$")
+PAIRED = re.compile(r"^paired_r(?P<round>\d+)_(?P<cfg>[a-z]+)$")
 HIGHER_IS_BETTER = {"rps", "requests"}
 HIGHER_IS_WORSE_KEPT = {"rss_kb", "hwm_kb", "dropped", "undrained"}  # keep the worse round
 
@@ -210,9 +217,61 @@ def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def delta_table(r: Results) -> list[str]:
+def paired_rps(raw: Results) -> dict[int, dict[str, float]]:
+    """Paired phase: round -> configuration -> req/s."""
+    out: dict[int, dict[str, float]] = {}
+    for stem, values in raw.items():
+        m = PAIRED.match(stem)
+        if m is not None and "rps" in values:
+            out.setdefault(int(m["round"]), {})[m["cfg"]] = values["rps"]
+    return dict(sorted(out.items()))
+
+
+def paired_delta(raw: Results, cfg: str, base: str) -> float | None:
+    """Median over the paired rounds of ``cfg``'s req/s against ``base``'s, in %."""
+    ratios = sorted(
+        (by_cfg[cfg] / by_cfg[base] - 1) * 100
+        for by_cfg in paired_rps(raw).values()
+        if by_cfg.get(cfg) and by_cfg.get(base)
+    )
+    return statistics.median(ratios) if ratios else None
+
+
+def paired_table(raw: Results) -> list[str]:
+    """Every paired round, the median req/s per configuration, and dropped outcomes."""
+    by_round = paired_rps(raw)
+    if not by_round:
+        return []
+    cfgs = [c for c in CONFIGS if any(c in row for row in by_round.values())]
+    lines = [
+        "| paired round | " + " | ".join(f"{c} req/s" for c in cfgs) + " | full vs norec |",
+        "| ---: | " + " | ".join("---:" for _ in cfgs) + " | ---: |",
+    ]
+    for n, row in by_round.items():
+        cells = [cell("{:,.0f}", row.get(c)) for c in cfgs]
+        ratio = _pct(row.get("full"), row.get("norec"))
+        lines.append(f"| {n} | " + " | ".join(cells) + f" | {cell('{:+.1f}%', ratio)} |")
+    medians = [statistics.median(row[c] for row in by_round.values() if c in row) for c in cfgs]
+    total = cell("{:+.1f}%", paired_delta(raw, "full", "norec"))
+    lines.append(
+        "| median | " + " | ".join(f"{m:,.0f}" for m in medians) + f" | {total} (median) |"
+    )
+    dropped = [cell("{:,.0f}", get(f"paired_{c}", "dropped")(raw)) for c in cfgs]
+    lines.append("| outcomes dropped | " + " | ".join(dropped) + " | |")
+    return lines
+
+
+def delta_table(r: Results, raw: Results) -> list[str]:
     """What authentication and recording cost, against the issues' targets."""
     tp, cpu, p50 = THROUGHPUT, CPU, P50_C1
+    paired = bool(paired_rps(raw))
+
+    def throughput(cfg: str, base: str) -> float | None:
+        if paired:
+            return paired_delta(raw, cfg, base)
+        return _pct(tp.of(cfg)(r), tp.of(base)(r))
+
+    how = " (paired rounds, median)" if paired else " (best rounds)"
     rows: list[tuple[str, float | None, str, str, Callable[[float], bool] | None]] = [
         (
             "auth cost: CPU per request, full minus no auth (ms)",
@@ -222,8 +281,8 @@ def delta_table(r: Results) -> list[str]:
             lambda v: v <= 0.1,
         ),
         (
-            "auth cost: throughput, full vs no auth",
-            _pct(tp.of("full")(r), tp.of("noauth")(r)),
+            "auth cost: throughput, full vs no auth" + how,
+            throughput("full", "noauth"),
             "{:+.1f}%",
             ">= -10%",
             lambda v: v >= -10,
@@ -236,8 +295,8 @@ def delta_table(r: Results) -> list[str]:
             None,
         ),
         (
-            "recording cost: throughput, full vs no recording",
-            _pct(tp.of("full")(r), tp.of("norec")(r)),
+            "recording cost: throughput, full vs no recording" + how,
+            throughput("full", "norec"),
             "{:+.1f}%",
             ">= -10%",
             lambda v: v >= -10,
@@ -291,12 +350,21 @@ def render(raw: Results, meta: dict[str, str]) -> str:
         "",
         *config_table(r),
         "",
-        *delta_table(r),
+        *delta_table(r, raw),
         "",
         "Every round:",
         "",
         *runs_table(raw),
     ]
+    if paired_rps(raw):
+        lines += [
+            "",
+            f"Paired throughput, c=64: every configuration's gateway running at once, one "
+            f"{meta['paired_duration']} burst against each per round, in rotating order "
+            "(the throughput deltas above are the median of these rounds' ratios):",
+            "",
+            *paired_table(raw),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -330,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--duration", default="10s")
     p.add_argument("--ttft-n", default="200")
+    p.add_argument("--paired-duration", default="5s")
     p.add_argument("--readme", type=Path)
     args = p.parse_args(argv)
     meta = {
@@ -337,6 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine(),
         "duration": args.duration,
         "ttft_n": args.ttft_n,
+        "paired_duration": args.paired_duration,
     }
     table = render(read_results(args.dir), meta)
     args.out.parent.mkdir(parents=True, exist_ok=True)

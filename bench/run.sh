@@ -11,6 +11,8 @@
 #   BENCH_CONFIGS="full noauth norec"   which configurations, in round-1 order
 #   BENCH_SKIP_INSTALL=1     never apt-get install nginx-light / wrk
 #   BENCH_DIRECT_ONLY=1      measure nginx alone (no TokenHub)
+#   BENCH_PAIRED_ROUNDS=10   rounds of the paired throughput comparison (0 skips it)
+#   BENCH_PAIRED_DURATION=5s length of each burst in a paired round
 #   BENCH_TTFT_N=200         sequential streams for time to first content (full config)
 #   BENCH_UPDATE_README=1    also write the tables into bench/README.md
 #   BENCH_KEEP=1             keep the temp dir (configs, logs, raw results)
@@ -23,6 +25,8 @@ TOKENHUB=${BENCH_TOKENHUB:-$ROOT/.venv/bin/tokenhub}
 DURATION=${BENCH_DURATION:-10s}
 TTFT_N=${BENCH_TTFT_N:-200}
 ROUNDS=${BENCH_ROUNDS:-2}
+PAIRED_ROUNDS=${BENCH_PAIRED_ROUNDS:-10}
+PAIRED_DURATION=${BENCH_PAIRED_DURATION:-5s}
 read -r -a CONFIGS <<<"${BENCH_CONFIGS:-full noauth norec}"
 # post.lua reads the client key from here; set per TokenHub process.
 export BENCH_API_KEY=""
@@ -32,6 +36,7 @@ RESULTS="$WORK/results"
 mkdir -p "$RESULTS"
 NGINX_PID=""
 TH_PID=""
+PAIRED_PIDS=()
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'bench: FAILED: %s\n' "$*" >&2; exit 1; }
@@ -50,8 +55,9 @@ stop_pid() {
 }
 
 cleanup() {
-    local rc=$?
+    local rc=$? pid
     stop_pid "$TH_PID"
+    for pid in "${PAIRED_PIDS[@]}"; do stop_pid "$pid"; done
     stop_pid "$NGINX_PID"
     if [[ ${BENCH_KEEP:-0} != 0 ]]; then
         log "temp dir kept: $WORK"
@@ -265,8 +271,45 @@ measure_configs() {
     done
 }
 
+# measure_paired: every configuration's gateway up at once, then PAIRED_ROUNDS rounds of
+# one c=64 burst against each, in an order that rotates every round. The host's slow
+# spells (other tenants, CPU steal) last seconds to minutes and swing throughput by
+# +-15% between separate runs; inside a round they hit every configuration alike, so
+# the per-round ratios between configurations are far steadier. report.py takes their
+# median for the throughput deltas.
+measure_paired() {
+    local r i n=${#CONFIGS[@]} cfg pid
+    local -A port key
+    ((PAIRED_ROUNDS > 0)) || return 0
+    for cfg in "${CONFIGS[@]}"; do
+        start_tokenhub "$cfg" p
+        port[$cfg]=$TH_PORT
+        key[$cfg]=$BENCH_API_KEY
+        PAIRED_PIDS+=("$TH_PID")
+        TH_PID=""
+        BENCH_API_KEY=${key[$cfg]} run_wrk "warm_paired_$cfg" 8 2 \
+            "http://127.0.0.1:${port[$cfg]}/v1/chat/completions" 2s
+    done
+    log "paired: $PAIRED_ROUNDS rounds of one $PAIRED_DURATION burst per configuration"
+    for r in $(seq "$PAIRED_ROUNDS"); do
+        for ((i = 0; i < n; i++)); do
+            cfg=${CONFIGS[(i + r) % n]}
+            BENCH_API_KEY=${key[$cfg]} run_wrk "paired_r${r}_$cfg" 64 2 \
+                "http://127.0.0.1:${port[$cfg]}/v1/chat/completions" "$PAIRED_DURATION"
+        done
+    done
+    for cfg in "${CONFIGS[@]}"; do
+        "$PY" "$BENCH/load.py" recorder "http://127.0.0.1:${port[$cfg]}" \
+            --token-file "$WORK/tokenhub-$cfg-p/admin_token" \
+            | tee "$RESULTS/paired_$cfg.txt" >&2 || die "could not read the recorder's counters"
+    done
+    for pid in "${PAIRED_PIDS[@]}"; do stop_pid "$pid"; done
+    PAIRED_PIDS=()
+}
+
 report() {
-    local args=("$RESULTS" --out "$BENCH/results/latest.md" --duration "$DURATION" --ttft-n "$TTFT_N")
+    local args=("$RESULTS" --out "$BENCH/results/latest.md" --duration "$DURATION" --ttft-n "$TTFT_N"
+        --paired-duration "$PAIRED_DURATION")
     [[ ${BENCH_UPDATE_README:-0} != 0 ]] && args+=(--readme "$BENCH/README.md")
     rm -rf "$BENCH/results/raw"
     mkdir -p "$BENCH/results/raw"
@@ -287,6 +330,7 @@ main() {
     measure_direct
     if [[ ${BENCH_DIRECT_ONLY:-0} == 0 ]]; then
         measure_configs
+        measure_paired
     fi
     report
     log "bench took $((SECONDS - started)) s"
