@@ -11,7 +11,7 @@
 #   BENCH_CONFIGS="full noauth norec"   which configurations, in round-1 order
 #   BENCH_SKIP_INSTALL=1     never apt-get install nginx-light / wrk
 #   BENCH_DIRECT_ONLY=1      measure nginx alone (no TokenHub)
-#   BENCH_PAIRED_ROUNDS=10   rounds of the paired throughput comparison (0 skips it)
+#   BENCH_PAIRED_ROUNDS=16   rounds of the paired throughput comparison (0 skips it)
 #   BENCH_PAIRED_DURATION=5s length of each burst in a paired round
 #   BENCH_TTFT_N=200         sequential streams for time to first content (full config)
 #   BENCH_UPDATE_README=1    also write the tables into bench/README.md
@@ -25,7 +25,7 @@ TOKENHUB=${BENCH_TOKENHUB:-$ROOT/.venv/bin/tokenhub}
 DURATION=${BENCH_DURATION:-10s}
 TTFT_N=${BENCH_TTFT_N:-200}
 ROUNDS=${BENCH_ROUNDS:-2}
-PAIRED_ROUNDS=${BENCH_PAIRED_ROUNDS:-10}
+PAIRED_ROUNDS=${BENCH_PAIRED_ROUNDS:-16}
 PAIRED_DURATION=${BENCH_PAIRED_DURATION:-5s}
 read -r -a CONFIGS <<<"${BENCH_CONFIGS:-full noauth norec}"
 # post.lua reads the client key from here; set per TokenHub process.
