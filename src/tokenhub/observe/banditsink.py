@@ -37,18 +37,10 @@ class BanditSink:
         # One arm update per (model, bucket) and batch: the batch arrived within a
         # flush interval, so decaying once for all of it is what per-attempt updates do.
         rewards: dict[tuple[str, str], list[float]] = {}
-        default = self._default
         for outcome in batch:
-            d = outcome.decision
-            if d is None or not d.attempts:
-                continue
-            policy = policy_of(outcome, default)
-            bucket = token_bucket(d.estimated_tokens or outcome.usage.prompt_tokens)
-            for attempt in d.attempts:
-                key = (attempt.model, bucket)
-                value = reward(attempt, outcome, policy)
-                if (values := rewards.get(key)) is None:
-                    rewards[key] = [value]
+            for model, bucket, value in self._rewards(outcome):
+                if (values := rewards.get((model, bucket))) is None:
+                    rewards[model, bucket] = [value]
                 else:
                     values.append(value)
         for (model, bucket), values in rewards.items():
@@ -56,11 +48,17 @@ class BanditSink:
 
     def observe(self, outcome: Outcome) -> int:
         """Update the arms of ``outcome``'s attempts; returns how many were updated."""
+        n = 0
+        for model, bucket, value in self._rewards(outcome):
+            self.bandit.update(model, bucket, value)
+            n += 1
+        return n
+
+    def _rewards(self, outcome: Outcome) -> list[tuple[str, str, float]]:
+        """``(model, bucket, reward)`` of each attempt of ``outcome`` (none unrouted)."""
         d = outcome.decision
         if d is None or not d.attempts:
-            return 0
+            return []
         policy = policy_of(outcome, self._default)
         bucket = token_bucket(d.estimated_tokens or outcome.usage.prompt_tokens)
-        for attempt in d.attempts:
-            self.bandit.update(attempt.model, bucket, reward(attempt, outcome, policy))
-        return len(d.attempts)
+        return [(a.model, bucket, reward(a, outcome, policy)) for a in d.attempts]
