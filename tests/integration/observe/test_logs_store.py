@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from tokenhub.observe.logsink import LogSink, decision_trace
 from tokenhub.observe.recorder import Recorder
-from tokenhub.store.db import Database
+from tokenhub.store.db import SQLITE_ROWS_PER_INSERT, Database
 from tokenhub.store.logs import LogFilter, LogRepo
 from tokenhub.types import Attempt, Decision, ErrorClass, ModelConfig, Outcome, Policy, Usage
 
@@ -132,7 +132,8 @@ async def test_list_rewards_filters(db: Database) -> None:
 
 
 async def test_one_executemany_per_table_per_batch(db: Database) -> None:
-    """A batch of 200 outcomes costs one INSERT statement per table."""
+    """A batch of 256 outcomes costs one INSERT statement per table (SQLite: one
+    multi-row statement of SQLITE_ROWS_PER_INSERT rows; PostgreSQL: one executemany)."""
     statements: list[str] = []
 
     def count(conn: object, cursor: object, stmt: str, *args: object) -> None:
@@ -141,11 +142,11 @@ async def test_one_executemany_per_table_per_batch(db: Database) -> None:
 
     sa.event.listen(db.engine.sync_engine, "before_cursor_execute", count)
     try:
-        await LogSink(LogRepo(db)).write([make(i) for i in range(200)])
+        await LogSink(LogRepo(db)).write([make(i) for i in range(SQLITE_ROWS_PER_INSERT)])
     finally:
         sa.event.remove(db.engine.sync_engine, "before_cursor_execute", count)
     assert len(statements) == 2
-    assert len(await LogRepo(db).list_requests(limit=1000)) == 200
+    assert len(await LogRepo(db).list_requests(limit=1000)) == SQLITE_ROWS_PER_INSERT
 
 
 async def test_recorder_stop_loses_no_record(db: Database) -> None:

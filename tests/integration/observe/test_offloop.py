@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tokenhub.observe.logsink import LogSink
+from tokenhub.observe.logsink import LogSink, request_values
 from tokenhub.observe.offloop import THREAD_NAME, DatabaseWriter, Rows
 from tokenhub.observe.recorder import Recorder
 from tokenhub.observe.tsdb import TSDB
-from tokenhub.store.db import SQLITE_ROWS_PER_INSERT, Database
-from tokenhub.store.logs import LogRepo
+from tokenhub.store.db import SQLITE_ROWS_PER_INSERT, BulkInsert, Database
+from tokenhub.store.logs import REQUEST_COLUMNS, LogRepo, request_log
 from tokenhub.store.settings import SettingsRepo
 from tokenhub.store.tsdb import TSDBRepo
 from tokenhub.types import Attempt, Decision, ErrorClass, Outcome, Usage
@@ -168,6 +168,24 @@ async def test_nothing_is_lost_while_the_serving_loop_is_busy(db: Database) -> N
         await asyncio.gather(*spinners)
         await writer.stop()
     assert len(await LogRepo(db).list_requests(limit=10_000)) == 2000
+
+
+async def test_bulk_insert_uses_few_statement_shapes_on_sqlite(sqlite_db: Database) -> None:
+    """Whatever the batch sizes, a table gets at most nine multi-row statement shapes
+    (powers of two up to SQLITE_ROWS_PER_INSERT), so prepared statements cannot pile up
+    in the driver's cache; every row still lands exactly once."""
+    insert = BulkInsert(request_log, REQUEST_COLUMNS)
+    total = 0
+    async with sqlite_db.engine.begin() as conn:
+        for size in [*range(1, 40), 255, 256, 257, 300, 511, 600]:
+            rows = [request_values(outcome(total + i)) for i in range(size)]
+            await insert(conn, rows)
+            total += size
+    shapes = sorted(n for _, n in insert._sql)
+    assert shapes == [2**k for k in range(9)] and shapes[-1] == SQLITE_ROWS_PER_INSERT
+    async with sqlite_db.engine.connect() as conn:
+        stored = (await conn.exec_driver_sql("SELECT count(*) FROM request_log")).scalar()
+    assert stored == total
 
 
 async def test_bulk_insert_spans_several_statements_on_sqlite(db: Database) -> None:
