@@ -156,18 +156,18 @@ def reward_rows(outcome: Outcome, default: Policy) -> list[dict[str, Any]]:
 def reward_values(outcome: Outcome, default: Policy) -> list[tuple[Any, ...]]:
     """``reward_rows`` as values in ``REWARD_COLUMNS`` order.
 
-    The same rows as ``reward``, ``attempt_succeeded`` and ``attempt_latency`` give per
-    attempt, worked out with what all attempts share computed once (this runs for every
-    attempt of every request).
+    What all attempts of the request share is worked out once (this runs for every
+    attempt of every request); per attempt, success and latency come from
+    ``attempt_succeeded`` and ``attempt_latency``, the value from ``success_reward``,
+    exactly as ``reward`` computes it.
     """
     d = outcome.decision
     if d is None or not d.attempts:
         return []
-    policy = d.policy if d.policy is not None else default
+    policy = policy_of(outcome, default)
     bucket = token_bucket(d.estimated_tokens or outcome.usage.prompt_tokens)
     latency_budget = float(policy.max_latency_ms)
     cost_budget = to_micro(policy.max_budget_usd)
-    answered = outcome.status < 400
     cost, cost_micro = outcome.cost_usd, to_micro(outcome.cost_usd)
     started, request_id, key_id, mode = (
         outcome.started_at,
@@ -178,8 +178,8 @@ def reward_values(outcome: Outcome, default: Policy) -> list[tuple[Any, ...]]:
     rows = []
     # Keep in REWARD_COLUMNS order (store.logs.reward_log).
     for i, a in enumerate(d.attempts):
-        latency = a.latency_ms if a.latency_ms > 0 else outcome.latency_ms
-        ok = answered and a.error_class is None
+        latency = attempt_latency(a, outcome)
+        ok = attempt_succeeded(a, outcome)
         if ok:
             value, error_class = success_reward(cost, latency, policy), None
         else:
