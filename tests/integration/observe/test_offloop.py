@@ -125,6 +125,7 @@ async def test_a_failing_sink_in_the_thread_is_retried_and_skipped(db: Database)
         await writer.stop()
     assert bad.sizes == [1, 1] and good.sizes == [1]
     assert recorder.sink_failures == {"bad": 2, "logs": 0, "good": 0}
+    assert recorder.lost == {"bad": 1, "logs": 0, "good": 0}
     assert [r["request_id"] for r in await LogRepo(db).list_requests()] == ["off-00001"]
 
 
