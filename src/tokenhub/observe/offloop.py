@@ -85,6 +85,8 @@ class DatabaseWriter:
         thread = threading.Thread(target=_serve, args=(loop,), name=THREAD_NAME, daemon=True)
         thread.start()
         self._loop, self._thread = loop, thread
+        # The loop runs only once the thread has named itself: this returns after both.
+        await self._run(_running())
         if self._sqlite:
             url = make_url(self.url).set(drivername="sqlite+pysqlite")
             engine = sa.create_engine(url)
@@ -143,6 +145,10 @@ class DatabaseWriter:
     async def _dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+
+
+async def _running() -> None:
+    """Nothing: awaiting it through ``_run`` waits until the writer's loop runs."""
 
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:
